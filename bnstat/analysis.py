@@ -1,0 +1,170 @@
+"""From file paths to a `Report`: read, find layers, summarise, run the rules.
+
+This is the library entry point behind `bnstat inspect` and `bnstat check`. Each file is
+analysed on its own; a file that cannot be read becomes an entry with an `error` and the
+other files still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bnstat import __version__
+from bnstat.discovery import LayerRefs, find_layers
+from bnstat.errors import BnstatError, CheckpointError, UnsafeCheckpointError
+from bnstat.layer_batch import LayerBatch, read_layers
+from bnstat.layout import StateDict, find_state_dicts
+from bnstat.readers import RawCheckpoint, open_checkpoint
+from bnstat.report import (
+    ChannelValues,
+    CheckpointReport,
+    Distribution,
+    Finding,
+    LayerReport,
+    Report,
+)
+from bnstat.rules import RULES
+from bnstat.rules.base import RuleInput
+from bnstat.segments import SegmentStats, segment_stats
+from bnstat.settings import Settings
+
+
+def analyze(paths: Sequence[Path], settings: Settings, debug: bool = False) -> Report:
+    """Analyse every file; unreadable ones are reported, not raised (unless `debug`)."""
+    entries: list[CheckpointReport] = []
+    for path in paths:
+        try:
+            entries.extend(analyze_file(path, settings))
+        except BnstatError as err:
+            if debug:
+                raise
+            entries.append(CheckpointReport(path=str(path), format=None, error=str(err)))
+        except Exception as err:  # a bug or an input nobody foresaw: report it, keep going
+            if debug:
+                raise
+            message = f"unexpected {type(err).__name__}: {err} (rerun with --debug for details)"
+            entries.append(CheckpointReport(path=str(path), format=None, error=message))
+    return Report(tuple(entries), settings.fail_on, __version__)
+
+
+def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
+    """One entry per model found in the file (e.g. `model` and `ema`)."""
+    with open_checkpoint(path) as raw:
+        models = _models(raw)
+        return [
+            _analyze_model(raw, state, refs, settings, first=index == 0)
+            for index, (state, refs) in enumerate(models)
+        ]
+
+
+def _models(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
+    """The state dicts worth reporting: those with layers, else the largest one."""
+    states = find_state_dicts(raw)
+    if not states:
+        refused = (
+            f"; its pickle calls {', '.join(raw.refused_globals)} (refused, not run)"
+            if (raw.refused_globals)
+            else ""
+        )
+        error = UnsafeCheckpointError if raw.refused_globals else CheckpointError
+        raise error(f"no tensors found in the file{refused}")
+    models = [(state, find_layers(state)) for state in states]
+    with_layers = [(state, refs) for state, refs in models if refs]
+    return with_layers or [max(models, key=lambda m: len(m[0].tensors))]
+
+
+def _analyze_model(
+    raw: RawCheckpoint, state: StateDict, refs: list[LayerRefs], settings: Settings, first: bool
+) -> CheckpointReport:
+    batch = read_layers(refs, settings.eps)
+    rule_input = RuleInput(batch, settings.thresholds, raw.refused_globals if first else ())
+    return CheckpointReport(
+        path=str(raw.path),
+        format=raw.format.value,
+        source=state.name,
+        layers=tuple(r for r in layer_reports(batch) if settings.shows_layer(r.name)),
+        findings=tuple(run_rules(rule_input, settings)),
+        stripped_prefix=state.stripped_prefix,
+    )
+
+
+def run_rules(rule_input: RuleInput, settings: Settings) -> list[Finding]:
+    """Every enabled rule's findings, ordered by layer then rule code."""
+    names = rule_input.layers.names
+    keyed: list[tuple[int, str, Finding]] = []
+    for rule in RULES:
+        if not settings.rule_enabled(rule.code):
+            continue
+        for hit in rule.check(rule_input):
+            layer = names[hit.layer] if hit.layer is not None else None
+            if settings.ignored_at(rule.code, layer) or not settings.shows_layer(layer):
+                continue
+            finding = Finding(
+                rule.code,
+                rule.name,
+                rule.severity,
+                layer,
+                hit.channels,
+                hit.message,
+                rule.doc.short_fix,
+            )
+            keyed.append((-1 if hit.layer is None else hit.layer, rule.code, finding))
+    keyed.sort(key=lambda item: item[:2])
+    return [finding for *_, finding in keyed]
+
+
+def layer_reports(batch: LayerBatch) -> list[LayerReport]:
+    """Per-layer summaries, computed for all layers at once."""
+    stats = {
+        q: segment_stats(getattr(batch, q), batch.offsets)
+        for q in ("mean", "var", "weight", "bias")
+    }
+    negative = np.bincount(batch.ids, weights=batch.var < 0, minlength=batch.size)
+    reports = []
+    for i, name in enumerate(batch.names):
+        affine = bool(batch.affine[i])
+        count = batch.count[i]
+        reports.append(
+            LayerReport(
+                name=name,
+                channels=int(batch.offsets[i + 1] - batch.offsets[i]),
+                dtype=batch.dtypes[i],
+                num_batches_tracked=int(count) if np.isfinite(count) else None,
+                affine=affine,
+                kind=batch.kinds[i],
+                eps=float(batch.eps[i]),
+                eps_from_file=bool(batch.eps_from_file[i]),
+                running_mean=_distribution(stats["mean"], i),
+                running_var=_distribution(stats["var"], i, negative=int(negative[i])),
+                weight=_distribution(stats["weight"], i) if affine else None,
+                bias=_distribution(stats["bias"], i) if affine else None,
+                values=ChannelValues(
+                    batch.of_layer(batch.mean, i),
+                    batch.of_layer(batch.var, i),
+                    batch.of_layer(batch.weight, i) if affine else None,
+                    batch.of_layer(batch.bias, i) if affine else None,
+                ),
+            )
+        )
+    return reports
+
+
+def _distribution(stats: SegmentStats, i: int, negative: int | None = None) -> Distribution:
+    def value(array: np.ndarray) -> float | None:
+        number = float(array[i])
+        return number if np.isfinite(number) else None
+
+    return Distribution(
+        min=value(stats.min),
+        max=value(stats.max),
+        mean=value(stats.mean),
+        std=value(stats.std),
+        p01=value(stats.quantiles[0.01]),
+        p50=value(stats.quantiles[0.5]),
+        p99=value(stats.quantiles[0.99]),
+        nonfinite=int(stats.nonfinite[i]),
+        negative=negative,
+    )

@@ -1,0 +1,47 @@
+"""Typed errors.
+
+Every failure a user can cause (a bad file, a bad flag, a bad config, missing data) has a
+class here with a message that says what went wrong and what to do. The CLI turns all of
+them into exit code 2 in one place; the library never prints and never exits.
+"""
+
+from __future__ import annotations
+
+
+class BnstatError(Exception):
+    """A problem with the input or the invocation, explained in one line."""
+
+
+class CheckpointError(BnstatError):
+    """A checkpoint could not be read: unreadable, truncated, corrupt or not a checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose content can only be obtained by running code from it."""
+
+
+class ConfigError(BnstatError):
+    """A configuration file or a threshold override is invalid."""
+
+
+class UsageError(BnstatError):
+    """The command was misused (conflicting or invalid options)."""
+
+
+class DataError(BnstatError):
+    """Calibration data could not be found or decoded."""
+
+
+class ModelError(BnstatError):
+    """A model could not be built, loaded or run for recalibration."""
+
+
+class MissingDependencyError(BnstatError):
+    """An optional dependency is needed for this input or command."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs {package}, which is not installed: pip install 'bnstat[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,81 @@
+"""The JSON report, schema version 1 (fields may be added, never renamed or removed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report
+
+SCHEMA_VERSION = 1
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2, allow_nan=False) + "\n"
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    summary = report.summary
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "bnstat", "version": report.tool_version},
+        "checkpoints": [_checkpoint(c) for c in report.checkpoints],
+        "summary": {
+            "checkpoints": summary.checkpoints,
+            "layers": summary.layers,
+            "error": summary.error,
+            "warning": summary.warning,
+            "info": summary.info,
+            "unreadable": summary.unreadable,
+            "fail_on": report.fail_on.value,
+        },
+    }
+
+
+def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
+    return {
+        "path": entry.path,
+        "format": entry.format,
+        "source": entry.source,
+        "stripped_prefix": entry.stripped_prefix,
+        "error": entry.error,
+        "layers": [_layer(layer) for layer in entry.layers],
+        "findings": [finding_dict(f) for f in entry.findings],
+    }
+
+
+def _layer(layer: LayerReport) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "channels": layer.channels,
+        "dtype": layer.dtype,
+        "num_batches_tracked": layer.num_batches_tracked,
+        "affine": layer.affine,
+        "kind": layer.kind,
+        "eps": layer.eps,
+        "eps_source": "file" if layer.eps_from_file else "assumed",
+        "running_mean": _distribution(layer.running_mean),
+        "running_var": _distribution(layer.running_var),
+        "weight": _distribution(layer.weight) if layer.weight else None,
+        "bias": _distribution(layer.bias) if layer.bias else None,
+    }
+
+
+def _distribution(dist: Distribution) -> dict[str, Any]:
+    values = asdict(dist)
+    if values["negative"] is None:
+        del values["negative"]
+    return values
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "name": finding.name,
+        "severity": finding.severity.value,
+        "layer": finding.layer,
+        "channels": list(finding.channels),
+        "message": finding.message,
+        "fix": finding.fix,
+    }

@@ -1,0 +1,65 @@
+"""Markdown for pull-request comments: one collapsible section per checkpoint.
+
+The `inspect` view adds the per-layer table; the `check` view lists findings only.
+"""
+
+from __future__ import annotations
+
+from bnstat.formats.text import (
+    checkpoint_title,
+    location,
+    min_abs_weight,
+    number,
+    severity_counts,
+    summary_line,
+    value_range,
+)
+from bnstat.report import CheckpointReport, LayerReport, Report, exit_reason
+
+
+def render_markdown(report: Report, with_layers: bool) -> str:
+    lines = [f"## bnstat: {summary_line(report)}", ""]
+    for entry in report.checkpoints:
+        lines += _checkpoint(entry, with_layers)
+    lines += [f"_{exit_reason(report)}_", ""]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
+    title = f"<code>{_cell(checkpoint_title(entry))}</code>"
+    if entry.error is not None:
+        return [f"**{title}: could not be read:** {_cell(entry.error)}", ""]
+    status = severity_counts(entry.findings)
+    lines = [
+        f"<details{' open' if entry.findings else ''}><summary>{title}: "
+        f"{len(entry.layers)} layers, {status}</summary>",
+        "",
+    ]
+    if entry.findings:
+        lines += ["| severity | rule | layer | channels | message |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {f.severity.value} | {f.rule} {f.name} | `{_cell(location(f))}` | "
+            f"{len(f.channels) or ''} | {_cell(f.message)} |"
+            for f in entry.findings
+        ]
+        lines.append("")
+    if with_layers and entry.layers:
+        lines += [
+            "| layer | C | batches | running_mean | running_var | min \\|weight\\| |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [_layer_row(layer) for layer in entry.layers]
+        lines.append("")
+    return [*lines, "</details>", ""]
+
+
+def _layer_row(layer: LayerReport) -> str:
+    count = "-" if layer.num_batches_tracked is None else str(layer.num_batches_tracked)
+    return (
+        f"| `{_cell(layer.name)}` | {layer.channels} | {count} | {value_range(layer.running_mean)} "
+        f"| {value_range(layer.running_var)} | {number(min_abs_weight(layer))} |"
+    )

@@ -1,0 +1,135 @@
+"""The human report for a terminal, drawn with rich.
+
+Per checkpoint: a header, the per-layer table (inspect only) with a log-scale histogram
+of each layer's variances on a range shared by the whole checkpoint, so layers can be
+compared by eye, then the findings grouped by severity with their fixes. The report ends
+with a summary and the reason for the exit code.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bnstat.formats.text import (
+    by_severity,
+    checkpoint_title,
+    location,
+    min_abs_weight,
+    number,
+    severity_counts,
+    summary_line,
+    value_range,
+)
+from bnstat.report import CheckpointReport, LayerReport, Report, Severity, exit_code, exit_reason
+from bnstat.rules.base import channel_list
+
+SPARK = " ▁▂▃▄▅▆▇█"
+HISTOGRAM_BINS = 12
+STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def render_table(report: Report, with_layers: bool, color: bool = False, width: int = 120) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        highlight=False,
+        soft_wrap=False,
+    )
+    for entry in report.checkpoints:
+        _print_checkpoint(console, entry, with_layers)
+    console.print(Text(summary_line(report), style="bold"))
+    console.print(Text(exit_reason(report), style="red" if exit_code(report) else "green"))
+    return buffer.getvalue()
+
+
+def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bool) -> None:
+    console.rule(Text(checkpoint_title(entry), style="bold"), align="left")
+    if entry.error is not None:
+        console.print(Text(f"could not be read: {entry.error}", style="bold red"))
+        console.print()
+        return
+    facts = [entry.format or "?", f"{len(entry.layers)} layers"]
+    if entry.stripped_prefix:
+        facts.append(f"key prefix {entry.stripped_prefix!r} removed")
+    console.print(Text(" · ".join(facts), style="dim"))
+    if with_layers and entry.layers:
+        console.print(_layer_table(entry))
+    _print_findings(console, entry)
+    console.print()
+
+
+def _layer_table(entry: CheckpointReport) -> Table:
+    flagged: dict[str, list[str]] = {}
+    for finding in entry.findings:
+        if finding.layer is not None:
+            flagged.setdefault(finding.layer, []).append(finding.rule)
+    low, high = _shared_log_range(entry.layers)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column(
+        "layer", min_width=max(len(layer.name) for layer in entry.layers), overflow="fold"
+    )
+    for title, justify in (("C", "right"), ("batches", "right"), ("running_mean", "right"),
+                           ("running_var", "right"), (f"log10 var {low:.0f}..{high:.0f}", "left"),
+                           ("min|weight|", "right"), ("findings", "left")):  # fmt: skip
+        table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for layer in entry.layers:
+        codes = flagged.get(layer.name, [])
+        table.add_row(
+            layer.name or "(top level)",
+            str(layer.channels),
+            "-" if layer.num_batches_tracked is None else str(layer.num_batches_tracked),
+            value_range(layer.running_mean),
+            value_range(layer.running_var),
+            histogram(layer.values.running_var, low, high),
+            number(min_abs_weight(layer)),
+            Text(" ".join(dict.fromkeys(codes)), style="yellow" if codes else ""),
+        )
+    return table
+
+
+def _shared_log_range(layers: tuple[LayerReport, ...]) -> tuple[float, float]:
+    """Whole decades covering the 1st..99th percentile of every layer's variances."""
+    lows = [layer.running_var.p01 for layer in layers if layer.running_var.p01]
+    highs = [layer.running_var.p99 for layer in layers if layer.running_var.p99]
+    positive_lows = [v for v in lows if v > 0]
+    if not positive_lows or not highs:
+        return -1.0, 1.0
+    low, high = np.floor(np.log10(min(positive_lows))), np.ceil(np.log10(max(max(highs), 1e-300)))
+    return float(low), float(max(high, low + 1))
+
+
+def histogram(values: np.ndarray, low: float, high: float, bins: int = HISTOGRAM_BINS) -> str:
+    """A one-line histogram of log10(values) over [low, high]; values outside are clamped."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return "?" * bins
+    with np.errstate(divide="ignore"):
+        logs = np.clip(np.log10(np.maximum(finite, 1e-300)), low, high)
+    counts, _ = np.histogram(logs, bins=bins, range=(low, high))
+    top = counts.max()
+    return "".join(SPARK[int(np.ceil(c / top * (len(SPARK) - 1)))] for c in counts)
+
+
+def _print_findings(console: Console, entry: CheckpointReport) -> None:
+    if not entry.findings:
+        console.print(Text("no findings", style="green"))
+        return
+    for severity, group in by_severity(entry.findings):
+        console.print(Text(f"{severity.value}s ({len(group)})", style=STYLES[severity]))
+        for finding in group:
+            head = Text(f"  {finding.rule} {finding.name}  ", style=STYLES[severity])
+            head.append(location(finding), style="bold")
+            if finding.channels:
+                head.append(f"  channels {channel_list(finding.channels)}")
+            console.print(head)
+            console.print(Text(f"    {finding.message}"))
+            console.print(Text(f"    fix: {finding.fix}", style="dim"))
+    console.print(Text(severity_counts(entry.findings), style="bold"))

@@ -1,0 +1,56 @@
+"""Small text helpers shared by the human-readable formats."""
+
+from __future__ import annotations
+
+from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report, Severity
+
+
+def number(value: float | None) -> str:
+    """3 significant digits; `-` for a missing value."""
+    return "-" if value is None else f"{value:.3g}"
+
+
+def value_range(dist: Distribution | None) -> str:
+    if dist is None:
+        return "-"
+    text = f"{number(dist.min)} .. {number(dist.max)}"
+    return f"{text} ({dist.nonfinite} non-finite)" if dist.nonfinite else text
+
+
+def checkpoint_title(entry: CheckpointReport) -> str:
+    """`path` or `path [ema]` when the file holds several models."""
+    return f"{entry.path} [{entry.source}]" if entry.source else entry.path
+
+
+def location(finding: Finding) -> str:
+    return finding.layer if finding.layer is not None else "(checkpoint)"
+
+
+def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> str:
+    parts = []
+    for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+        n = sum(1 for f in findings if f.severity is severity)
+        if n:
+            parts.append(f"{n} {severity.value}{'' if n == 1 else 's'}")
+    return ", ".join(parts) or "no findings"
+
+
+def by_severity(findings: tuple[Finding, ...]) -> list[tuple[Severity, list[Finding]]]:
+    """Findings grouped worst first, keeping layer order inside a group."""
+    groups = [(s, [f for f in findings if f.severity is s]) for s in reversed(Severity)]
+    return [(s, group) for s, group in groups if group]
+
+
+def summary_line(report: Report) -> str:
+    summary = report.summary
+    text = (
+        f"{summary.checkpoints} checkpoint{'' if summary.checkpoints == 1 else 's'}, "
+        f"{summary.layers} layers: {severity_counts(report.findings)}"
+    )
+    return text + (f", {summary.unreadable} unreadable" if summary.unreadable else "")
+
+
+def min_abs_weight(layer: LayerReport) -> float | None:
+    """The smallest |gamma| of a layer (None when it is not affine)."""
+    weight = layer.values.weight
+    return float(abs(weight).min()) if weight is not None and len(weight) else None

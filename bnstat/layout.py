@@ -1,0 +1,157 @@
+"""Find the state dicts inside a checkpoint's object tree, whatever its nesting.
+
+Checkpoints nest their weights (`state_dict`, `model`, `ema`, `net`, ...), wrap their keys
+(`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile, `model.` from
+Lightning), pickle whole modules, or (TorchScript) store module objects. This module walks
+the tree once and returns every mapping that holds tensors directly, named by where it
+sits, with common wrapper prefixes removed, so no flag is needed to say where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bnstat.errors import CheckpointError
+from bnstat.readers.base import ModuleConstants, RawCheckpoint
+from bnstat.readers.safe_pickle import TORCHSCRIPT_MODULE_PREFIX, Opaque
+from bnstat.tensor_ref import TensorRef
+
+MAX_DEPTH = 200
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+_MODULE_STATE_KEYS = ("_parameters", "_buffers", "_modules")
+
+
+@dataclass
+class StateDict:
+    """Tensors of one model in the file, keyed as `model.state_dict()` would key them."""
+
+    name: str | None  # path inside the file ("ema", "state_dict"); None for the top level
+    tensors: dict[str, TensorRef] = field(default_factory=dict)
+    modules: dict[str, ModuleConstants] = field(default_factory=dict)  # by module prefix
+    stripped_prefix: str = ""
+
+
+def find_state_dicts(checkpoint: RawCheckpoint) -> list[StateDict]:
+    """Every tensor-holding mapping or module in the file, in file order."""
+    finder = _Finder(checkpoint.module_classes)
+    try:
+        finder.walk(checkpoint.root, ())
+    except RecursionError as err:
+        raise CheckpointError("the checkpoint nests modules or containers too deeply") from err
+    for found in finder.found:
+        strip_wrapper_prefixes(found)
+    return finder.found
+
+
+def strip_wrapper_prefixes(state: StateDict) -> None:
+    """Remove `module.`, `_orig_mod.` and `model.` while every key carries one of them."""
+    while state.tensors:
+        prefix = next(
+            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state.tensors)), None
+        )
+        if prefix is None:
+            return
+        state.tensors = {k[len(prefix) :]: t for k, t in state.tensors.items()}
+        state.modules = {
+            k[len(prefix) :]: m for k, m in state.modules.items() if k.startswith(prefix)
+        }
+        state.stripped_prefix += prefix
+
+
+def _path_name(path: tuple[str, ...]) -> str | None:
+    return "/".join(path) if path else None
+
+
+def _module_kind(obj: Opaque) -> str:
+    return obj.global_name.rsplit(".", 1)[-1]
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class _Finder:
+    def __init__(self, module_classes: Mapping[str, ModuleConstants]) -> None:
+        self.found: list[StateDict] = []
+        self._seen: set[int] = set()
+        self._module_classes = module_classes
+
+    def walk(self, node: Any, path: tuple[str, ...]) -> None:
+        if len(path) > MAX_DEPTH:
+            raise CheckpointError(f"the checkpoint nests containers more than {MAX_DEPTH} deep")
+        if not isinstance(node, Mapping | list | tuple | Opaque) or id(node) in self._seen:
+            return
+        self._seen.add(id(node))
+        if isinstance(node, Opaque):
+            self._walk_object(node, path)
+        elif isinstance(node, Mapping):
+            self._walk_mapping(node, path)
+        else:
+            for index, child in enumerate(node):
+                self.walk(child, (*path, str(index)))
+
+    def _walk_mapping(self, node: Mapping[Any, Any], path: tuple[str, ...]) -> None:
+        tensors = {k: v for k, v in node.items() if isinstance(v, TensorRef) and isinstance(k, str)}
+        if tensors:
+            self.found.append(StateDict(_path_name(path), tensors))
+        for key, child in node.items():
+            if not isinstance(child, TensorRef):
+                self.walk(child, (*path, str(key)))
+
+    def _walk_object(self, obj: Opaque, path: tuple[str, ...]) -> None:
+        state = obj.state
+        if isinstance(state, Mapping) and any(k in state for k in _MODULE_STATE_KEYS):
+            self._add_module(obj, path, _flatten_nn_module)
+        elif obj.global_name.startswith(TORCHSCRIPT_MODULE_PREFIX) and isinstance(state, Mapping):
+            self._add_module(obj, path, self._flatten_scripted)
+        else:  # an unknown object: its state, items and arguments may hold a state dict
+            for part in (obj.state, obj.items, obj.elements, obj.args):
+                self.walk(part, path)
+
+    def _add_module(self, obj: Opaque, path: tuple[str, ...], flatten: Any) -> None:
+        found = StateDict(_path_name(path))
+        for key, value in flatten(obj, ""):
+            if isinstance(value, TensorRef):
+                found.tensors[key] = value
+            else:
+                found.modules[key] = value
+        if found.tensors:
+            self.found.append(found)
+
+    def _flatten_scripted(self, obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
+        constants = self._module_classes.get(obj.global_name)
+        if constants is not None:
+            yield prefix.rstrip("."), constants
+        for name, value in obj.state.items():
+            if isinstance(value, TensorRef):
+                yield prefix + name, value
+            elif isinstance(value, Opaque) and isinstance(value.state, Mapping):
+                yield from self._flatten_scripted(value, f"{prefix}{name}.")
+
+
+def _flatten_nn_module(obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
+    """Parameters and buffers of a pickled `nn.Module` tree, as `state_dict()` names them."""
+    state = obj.state
+    buffers = state.get("_buffers")
+    if isinstance(buffers, Mapping) and isinstance(buffers.get("running_mean"), TensorRef):
+        yield (
+            prefix.rstrip("."),
+            ModuleConstants(
+                kind=_module_kind(obj),
+                eps=_float_or_none(state.get("eps")),
+                momentum=_float_or_none(state.get("momentum")),
+            ),
+        )
+    for group in ("_parameters", "_buffers"):
+        members = state.get(group)
+        if isinstance(members, Mapping):
+            for name, value in members.items():
+                if isinstance(value, TensorRef):
+                    yield prefix + str(name), value
+    children = state.get("_modules")
+    if isinstance(children, Mapping):
+        for name, child in children.items():
+            if isinstance(child, Opaque) and isinstance(child.state, Mapping):
+                yield from _flatten_nn_module(child, f"{prefix}{name}.")

@@ -1,0 +1,156 @@
+"""safetensors files and sharded safetensors indexes, from the header alone.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header naming every
+tensor's dtype, shape and byte range, then the data. The header is validated the way the
+reference implementation does (ranges inside the data, sizes that match the shapes, no
+overlaps), and a tensor's bytes are read only when asked for. A `*.safetensors.index.json`
+maps tensor names to shard files in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from bnstat.dtypes import DTYPES, OPAQUE_ITEMSIZES, SAFETENSORS_DTYPES, DType, opaque_dtype
+from bnstat.errors import CheckpointError
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint
+from bnstat.tensor_ref import FileRegion, OpenFile, TensorRef
+
+MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
+MAX_INDEX_BYTES = 64 * 2**20
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte header length followed by a JSON object (the reader checks the length)."""
+    return len(head) >= 9 and int.from_bytes(head[:8], "little") >= 2 and head[8:9] == b"{"
+
+
+def _dtype(code: Any, name: str) -> DType:
+    if code in SAFETENSORS_DTYPES:
+        return DTYPES[SAFETENSORS_DTYPES[code]]
+    if code in OPAQUE_ITEMSIZES:
+        return opaque_dtype(code, OPAQUE_ITEMSIZES[code])
+    raise CheckpointError(f"tensor {name!r} has an unknown dtype {str(code)[:20]!r}")
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sort key that puts `layer2` before `layer10`: the header's order is not the model's."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
+def _entry(info: Any, name: str, data_start: int, data_size: int, file: OpenFile) -> TensorRef:
+    if not isinstance(info, dict):
+        raise CheckpointError(f"header entry {name!r} is not an object")
+    dtype = _dtype(info.get("dtype"), name)
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"tensor {name!r} has an invalid shape")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= data_size
+    ):
+        raise CheckpointError(
+            f"tensor {name!r} has byte range {offsets} outside the {data_size}-byte data section"
+        )
+    begin, end = offsets
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        raise CheckpointError(
+            f"tensor {name!r}: shape {shape} of {dtype.name} needs "
+            f"{math.prod(shape) * dtype.itemsize} bytes but its range holds {end - begin}"
+        )
+    return TensorRef(dtype, tuple(shape), FileRegion(file, data_start + begin, end - begin))
+
+
+def _check_no_overlap(tensors: dict[str, TensorRef]) -> None:
+    spans = sorted(
+        (t.source.offset, t.source.offset + t.source.size, n)
+        for n, t in tensors.items()
+        if isinstance(t.source, FileRegion) and t.source.size
+    )
+    for (_, end, first), (start, _, second) in pairwise(spans):
+        if start < end:
+            raise CheckpointError(f"tensors {first!r} and {second!r} overlap in the file")
+
+
+def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
+    """Validate a safetensors header; return lazy tensors and the `__metadata__` strings."""
+    if file.size < 8:
+        raise CheckpointError("file too short for a safetensors header")
+    length = int.from_bytes(file.pread(0, 8), "little")
+    if length > MAX_HEADER_BYTES:
+        raise CheckpointError(f"safetensors header claims {length} bytes, over the 100 MB limit")
+    if length > file.size - 8:
+        raise CheckpointError(f"safetensors header claims {length} bytes but the file is shorter")
+    try:
+        header = json.loads(file.pread(8, length))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"corrupt safetensors header: {err}") from err
+    if not isinstance(header, dict):
+        raise CheckpointError("safetensors header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError("safetensors __metadata__ is not an object")
+    data_start = 8 + length
+    tensors = {
+        name: _entry(header[name], name, data_start, file.size - data_start, file)
+        for name in sorted(header, key=natural_key)
+    }
+    _check_no_overlap(tensors)
+    return tensors, metadata
+
+
+def read_safetensors(path: Path) -> RawCheckpoint:
+    """Read one safetensors file: a flat mapping of names to lazy tensors."""
+    file = OpenFile(path)
+    try:
+        tensors, _ = parse_header(file)
+    except BaseException:
+        file.close()
+        raise
+    return RawCheckpoint(path, CheckpointFormat.SAFETENSORS, tensors, closers=[file.close])
+
+
+def is_shard_index(head: bytes) -> bool:
+    return head.lstrip()[:1] == b"{" and b"weight_map" in head
+
+
+def read_sharded(path: Path) -> RawCheckpoint:
+    """Read a `*.safetensors.index.json` and every shard it names, as one mapping."""
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise CheckpointError("shard index is larger than 64 MB")
+    try:
+        index = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"corrupt shard index: {err}") from err
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError("shard index has no valid weight_map")
+    checkpoint = RawCheckpoint(path, CheckpointFormat.SAFETENSORS, {})
+    try:
+        for shard in sorted(set(weight_map.values())):
+            checkpoint.root.update(_read_shard(path.parent, shard, checkpoint))
+    except BaseException:
+        checkpoint.close()
+        raise
+    return checkpoint
+
+
+def _read_shard(folder: Path, shard: str, checkpoint: RawCheckpoint) -> dict[str, TensorRef]:
+    if Path(shard).name != shard or shard in ("", ".", ".."):
+        raise CheckpointError(f"shard index names {shard!r}, which is not a file beside it")
+    try:
+        file = OpenFile(folder / shard)
+    except OSError as err:
+        raise CheckpointError(f"shard {shard}: {err.strerror}") from err
+    checkpoint.closers.append(file.close)
+    try:
+        return parse_header(file)[0]
+    except CheckpointError as err:
+        raise CheckpointError(f"shard {shard}: {err}") from err

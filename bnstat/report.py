@@ -1,0 +1,173 @@
+"""The findings model: immutable records that every output format renders.
+
+Analysis produces a `Report`; formats turn it into text; the CLI writes the text and
+returns `exit_code(report, fail_on)`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Severity(str, enum.Enum):
+    """How bad a finding is; ordered info < warning < error."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "warning", "error").index(self.value)
+
+
+class FailOn(str, enum.Enum):
+    """The lowest severity that makes a run fail (`never`: findings never fail it)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    NEVER = "never"
+
+    def fails(self, severity: Severity) -> bool:
+        return self is not FailOn.NEVER and severity.rank >= Severity(self.value).rank
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary of one per-channel quantity over its finite values (None: no finite value)."""
+
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None
+    p01: float | None
+    p50: float | None
+    p99: float | None
+    nonfinite: int
+    negative: int | None = None  # reported for running_var only
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelValues:
+    """The per-channel values of a layer in float64 (weight/bias None when not affine)."""
+
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerReport:
+    """One normalization layer: what it is and how its statistics are distributed."""
+
+    name: str
+    channels: int
+    dtype: str
+    num_batches_tracked: int | None
+    affine: bool
+    kind: str | None  # module class when the file records it ("BatchNorm2d", ...)
+    eps: float
+    eps_from_file: bool
+    running_mean: Distribution
+    running_var: Distribution
+    weight: Distribution | None
+    bias: Distribution | None
+    values: ChannelValues
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on one layer (or on the whole checkpoint when `layer` is None)."""
+
+    rule: str
+    name: str
+    severity: Severity
+    layer: str | None
+    channels: tuple[int, ...]
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """One model found in one file; a file holding `model` and `ema` gives two of these."""
+
+    path: str
+    format: str | None
+    source: str | None = None  # where the state dict sits in the file ("ema", "state_dict")
+    error: str | None = None
+    layers: tuple[LayerReport, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    stripped_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    checkpoints: int
+    layers: int
+    error: int
+    warning: int
+    info: int
+    unreadable: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one run found, in the order the inputs were given."""
+
+    checkpoints: tuple[CheckpointReport, ...]
+    fail_on: FailOn = FailOn.ERROR
+    tool_version: str = field(default="")
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(f for c in self.checkpoints for f in c.findings)
+
+    @property
+    def summary(self) -> Summary:
+        counts = {s: 0 for s in Severity}
+        for finding in self.findings:
+            counts[finding.severity] += 1
+        return Summary(
+            checkpoints=len(self.checkpoints),
+            layers=sum(len(c.layers) for c in self.checkpoints),
+            error=counts[Severity.ERROR],
+            warning=counts[Severity.WARNING],
+            info=counts[Severity.INFO],
+            unreadable=sum(1 for c in self.checkpoints if c.error is not None),
+        )
+
+
+def exit_code(report: Report) -> int:
+    """2 if an input could not be read, 1 if a finding reaches --fail-on, else 0."""
+    if any(c.error is not None for c in report.checkpoints):
+        return 2
+    return 1 if any(report.fail_on.fails(f.severity) for f in report.findings) else 0
+
+
+def exit_reason(report: Report) -> str:
+    """One line saying why the exit code is what it is."""
+    code, summary, fail_on = exit_code(report), report.summary, report.fail_on
+    if code == 2:
+        return f"exit 2: {summary.unreadable} input(s) could not be read"
+    counts = [(summary.error, "error"), (summary.warning, "warning"), (summary.info, "info")]
+    failing = [
+        f"{n} {_plural(name, n)}" for n, name in counts if n and fail_on.fails(Severity(name))
+    ]
+    passing = [
+        f"{n} {_plural(name, n)}" for n, name in counts if n and not fail_on.fails(Severity(name))
+    ]
+    if code == 1:
+        return f"exit 1: {', '.join(failing)} at or above --fail-on {fail_on.value}"
+    if passing:
+        return f"exit 0: {', '.join(passing)} below --fail-on {fail_on.value}"
+    return "exit 0: no findings"
+
+
+def _plural(word: str, n: int) -> str:
+    return word if n == 1 else f"{word}s"

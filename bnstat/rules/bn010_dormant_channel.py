@@ -1,0 +1,55 @@
+"""Channels whose shift is so negative that a following ReLU almost never lets them through.
+
+## What it checks
+Live channels (not already dead per BN004) of affine layers with
+`bias + dormant-sigmas * |weight| <= 0` (default 3 sigmas).
+
+## Why it matters
+With accurate statistics the normalised input of a channel has mean 0 and variance 1,
+so its output `weight * z + bias` is positive only when `z > -bias / |weight|`. At three
+standard deviations that happens for fewer than about 0.1% of inputs (for a roughly
+normal `z`): behind a ReLU the channel is practically always zero. It costs compute and
+carries almost no signal; many such channels suggest dying-ReLU collapse during
+training. If no ReLU follows the layer this is harmless, hence the `info` severity.
+
+## Example
+`layer4.1.bn2` with `weight[9] = 0.2` and `bias[9] = -0.9`: channel 9 is positive for
+about 3 inputs in a million.
+
+## Fix
+If a ReLU follows, consider pruning these channels; to avoid them, lower the learning
+rate or weight decay on BatchNorm parameters, or use a leaky activation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from bnstat.report import Severity
+from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
+from bnstat.rules.bn004_dead_channel import dead_channel_mask
+
+PARAMS = (Param("dormant-sigmas", 3.0, "standard deviations the bias pushes below zero"),)
+
+
+def check(data: RuleInput) -> Iterator[Hit]:
+    layers = data.layers
+    sigmas = data.thresholds["dormant-sigmas"]
+    live = layers.affine[layers.ids] & ~dead_channel_mask(layers, data.thresholds)
+    dormant = live & (layers.bias + sigmas * np.abs(layers.weight) <= 0)
+    for layer, channels in layers.flagged(dormant):
+        weight = np.abs(layers.of_layer(layers.weight, layer)[channels])
+        bias = layers.of_layer(layers.bias, layer)[channels]
+        depth = float(np.min(-bias / weight))
+        yield Hit(
+            layer,
+            f"{len(channels)} {channel_word(len(channels))} {channel_list(channels)} are "
+            f"shifted at least {num(depth)} standard deviations below zero: behind a ReLU "
+            "they pass fewer than ~0.1% of inputs",
+            tuple(int(c) for c in channels),
+        )
+
+
+RULE = define_rule(__doc__, "BN010", "dormant-channel", Severity.INFO, check, PARAMS)

@@ -1,0 +1,71 @@
+"""A pickle that calls functions able to run code or touch the system when loaded.
+
+## What it checks
+The globals the checkpoint's pickle references, against functions and modules that
+execute code, spawn processes, import modules or reach the file system and network:
+`os`, `subprocess`, `builtins.eval`/`exec`/`__import__`/`getattr`, `importlib`, `marshal`,
+`types`, `runpy`, `socket`, `ctypes` and the like. bnstat itself never calls them: every
+global outside its allow-list becomes an inert placeholder.
+
+## Why it matters
+`torch.load(path, weights_only=False)`, the default before torch 2.6 and still common in
+training code, calls whatever the pickle names. A checkpoint that references these
+functions runs that code on every machine that loads it: it is either malicious or was
+produced by something that should never write checkpoints. A CI gate must stop it.
+
+## Example
+A `model.pt` downloaded from a file share whose `data.pkl` calls
+`os.system("curl ... | sh")` from a `__reduce__` gadget while still holding valid weights.
+
+## Fix
+Do not load the file with `weights_only=False`; re-export the weights from a trusted
+source as safetensors, or load it with `torch.load(weights_only=True)`, which refuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bnstat.report import Severity
+from bnstat.rules.base import Hit, RuleInput, define_rule
+
+_MODULES = {
+    "os", "posix", "nt", "subprocess", "sys", "importlib", "marshal", "types", "runpy",
+    "pty", "socket", "ctypes", "pickle", "_pickle", "shutil", "code", "codeop",
+    "webbrowser", "multiprocessing", "asyncio", "signal", "platform", "pdb", "commands",
+    "popen2", "http", "urllib", "requests", "ftplib", "smtplib", "telnetlib", "bdb",
+}  # fmt: skip
+_BUILTINS = {
+    "eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr", "open",
+    "globals", "locals", "vars", "input", "breakpoint", "memoryview", "help", "apply",
+    "execfile", "file", "reload",
+}  # fmt: skip
+_CALLABLES = {
+    "functools.partial", "functools.reduce", "operator.attrgetter", "operator.methodcaller",
+    "operator.itemgetter", "torch.load", "torch.hub.load", "numpy.load",
+    "torch.serialization.load", "torch.jit.load", "torch._C._jit_set_profiling_mode",
+}  # fmt: skip
+
+
+def executes_code(qualified: str) -> bool:
+    """Whether a pickled global is a known way to run code or reach the system."""
+    module, _, name = qualified.rpartition(".")
+    root = module.split(".", 1)[0]
+    if root in _MODULES:
+        return True
+    if module in ("builtins", "__builtin__") and name in _BUILTINS:
+        return True
+    return qualified in _CALLABLES
+
+
+def check(data: RuleInput) -> Iterator[Hit]:
+    dangerous = [g for g in data.refused_globals if executes_code(g)]
+    if dangerous:
+        yield Hit(
+            None,
+            f"the pickle calls {', '.join(sorted(dangerous))}: loading it with "
+            "torch.load(weights_only=False) would run them (bnstat did not)",
+        )
+
+
+RULE = define_rule(__doc__, "BN011", "code-in-pickle", Severity.ERROR, check)

@@ -1,0 +1,101 @@
+"""Statistics over many small arrays at once.
+
+A checkpoint's BatchNorm channels are kept as one flat float64 array per quantity with
+`offsets` marking where each layer starts (a segmented array). Every per-layer statistic
+here is computed for all layers in a few numpy calls, so ten thousand layers cost about
+what one big layer costs. Non-finite values are excluded from the statistics and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANTILES = (0.01, 0.5, 0.99)
+
+
+def segment_ids(offsets: np.ndarray) -> np.ndarray:
+    """For each element, the index of the segment it belongs to."""
+    return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """Per-segment statistics over finite values; NaN where a segment has none."""
+
+    min: np.ndarray
+    max: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    quantiles: dict[float, np.ndarray]
+    finite: np.ndarray  # count of finite values
+    nonfinite: np.ndarray  # count of NaN and +-inf values
+
+
+def segment_stats(
+    values: np.ndarray, offsets: np.ndarray, quantiles: Sequence[float] = QUANTILES
+) -> SegmentStats:
+    """min, max, mean, population std and linear-interpolated quantiles per segment."""
+    n_segments = len(offsets) - 1
+    ids = segment_ids(offsets)
+    finite = np.isfinite(values)
+    counts = np.bincount(ids, weights=finite, minlength=n_segments)
+    safe = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(ids, weights=safe, minlength=n_segments) / counts
+        deviation = np.where(finite, values - mean[ids], 0.0)
+        std = np.sqrt(np.bincount(ids, weights=deviation**2, minlength=n_segments) / counts)
+    ordered = sort_within_segments(np.where(finite, values, np.inf), ids)
+    starts = offsets[:-1]
+    return SegmentStats(
+        min=_pick(ordered, starts, counts, 0.0),
+        max=_pick(ordered, starts, counts, 1.0),
+        mean=mean,
+        std=std,
+        quantiles={q: _pick(ordered, starts, counts, q) for q in quantiles},
+        finite=counts.astype(np.int64),
+        nonfinite=(np.diff(offsets) - counts).astype(np.int64),
+    )
+
+
+def segment_median(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each segment (NaN where there are none)."""
+    return segment_stats(values, offsets, (0.5,)).quantiles[0.5]
+
+
+def sort_within_segments(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`values` sorted inside each segment, segments kept in place."""
+    return values[np.lexsort((values, ids))]
+
+
+def _pick(ordered: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Quantile q of the first `counts` (finite, sorted) values of each segment."""
+    has = counts > 0
+    position = q * np.maximum(counts - 1, 0)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, np.maximum(counts.astype(np.int64) - 1, 0))
+    low_index = np.where(has, starts + low, 0)
+    high_index = np.where(has, starts + high, 0)
+    if len(ordered) == 0:
+        return np.full(len(starts), np.nan)
+    low_value, high_value = ordered[low_index], ordered[high_index]
+    with np.errstate(invalid="ignore"):
+        result = low_value + (position - low) * (high_value - low_value)
+        result = np.where(position == low, low_value, result)
+    return np.where(has, result, np.nan)
+
+
+def runs_by_segment(mask: np.ndarray, offsets: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(segment, local indices) for every segment where `mask` is true somewhere."""
+    flagged = np.flatnonzero(mask)
+    if len(flagged) == 0:
+        return
+    segments = np.searchsorted(offsets, flagged, side="right") - 1
+    boundaries = np.flatnonzero(np.diff(segments)) + 1
+    for chunk, segs in zip(
+        np.split(flagged, boundaries), np.split(segments, boundaries), strict=True
+    ):
+        segment = int(segs[0])
+        yield segment, chunk - offsets[segment]

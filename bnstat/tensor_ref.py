@@ -1,0 +1,157 @@
+"""Lazy tensors: where a tensor's bytes live, read only when a BatchNorm rule needs them.
+
+Readers describe every tensor in a checkpoint with a `TensorRef` (type, shape, strides and
+a `ByteSource` for its storage) without touching the tensor data, so that inspecting a
+multi-gigabyte checkpoint costs what its BatchNorm buffers cost. Every read is bounds
+checked against the storage, so a hostile header cannot make bnstat read past a region.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from bnstat.dtypes import DType, decode
+from bnstat.errors import CheckpointError
+
+
+class ByteSource(Protocol):
+    """A region of bytes holding one storage (or one tensor)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def file_offset(self) -> int | None:
+        """Absolute position of the region in its file, when its bytes are stored raw."""
+
+    def read(self, start: int, length: int) -> bytes: ...
+
+
+class OpenFile:
+    """One read-only descriptor shared by every region of a checkpoint file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self.size = os.fstat(self._fd).st_size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise CheckpointError(
+                f"{self.path.name}: data at bytes {offset}..{offset + length} lies past the end "
+                f"of the file ({self.size} bytes); the file is truncated or corrupt"
+            )
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise CheckpointError(f"{self.path.name}: short read at byte {offset}")
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FileRegion:
+    """Raw bytes at a fixed place in an open file."""
+
+    file: OpenFile
+    offset: int
+    size: int
+
+    @property
+    def file_offset(self) -> int | None:
+        return self.offset
+
+    def read(self, start: int, length: int) -> bytes:
+        _check_span(start, length, self.size)
+        return self.file.pread(self.offset + start, length)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRegion:
+    """Bytes already in memory (a decompressed zip member, a decoded constant)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def file_offset(self) -> int | None:
+        return None
+
+    def read(self, start: int, length: int) -> bytes:
+        _check_span(start, length, self.size)
+        return self.data[start : start + length]
+
+
+def _check_span(start: int, length: int, size: int) -> None:
+    if start < 0 or length < 0 or start + length > size:
+        raise CheckpointError(
+            f"a tensor reads bytes {start}..{start + length} of a storage of {size} bytes"
+        )
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRef:
+    """A tensor described, not loaded: its values are read on `read()`."""
+
+    dtype: DType
+    shape: tuple[int, ...]
+    source: ByteSource
+    offset: int = 0  # in elements, into the source
+    strides: tuple[int, ...] | None = None  # in elements; None means contiguous
+    big_endian: bool = False
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_contiguous(self) -> bool:
+        return (
+            self.strides is None
+            or self.numel <= 1
+            or (self.strides == contiguous_strides(self.shape))
+        )
+
+    def byte_span(self) -> tuple[int, int]:
+        """(start, length) in the source of the elements this tensor can touch."""
+        if self.numel == 0:
+            return self.offset * self.dtype.itemsize, 0
+        if self.is_contiguous:
+            extent = self.numel
+        else:
+            assert self.strides is not None
+            extent = 1 + sum((d - 1) * s for d, s in zip(self.shape, self.strides, strict=True))
+        return self.offset * self.dtype.itemsize, extent * self.dtype.itemsize
+
+    def read(self) -> np.ndarray:
+        """The tensor's values as a numpy array of its shape (bfloat16 widened to float32)."""
+        start, length = self.byte_span()
+        try:
+            flat = decode(self.source.read(start, length), self.dtype, self.big_endian)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
+        if self.is_contiguous:
+            return flat.reshape(self.shape)
+        assert self.strides is not None
+        byte_strides = tuple(s * flat.itemsize for s in self.strides)
+        return np.lib.stride_tricks.as_strided(flat, self.shape, byte_strides).copy()
