@@ -20,6 +20,7 @@ from bnstat.tensor_ref import TensorRef
 
 MAX_DEPTH = 200
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+BOOKKEEPING_KEYS = frozenset({"n_averaged"})
 _MODULE_STATE_KEYS = ("_parameters", "_buffers", "_modules")
 
 
@@ -46,16 +47,20 @@ def find_state_dicts(checkpoint: RawCheckpoint) -> list[StateDict]:
 
 
 def strip_wrapper_prefixes(state: StateDict) -> None:
-    """Remove `module.`, `_orig_mod.` and `model.` while every key carries one of them."""
-    while state.tensors:
+    """Remove `module.`, `_orig_mod.` and `model.` while every key carries one of them.
+
+    Bookkeeping entries of wrappers (`n_averaged` of `AveragedModel`) do not count.
+    """
+    while True:
+        keys = [k for k in state.tensors if k not in BOOKKEEPING_KEYS]
         prefix = next(
-            (p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state.tensors)), None
+            (p for p in WRAPPER_PREFIXES if keys and all(k.startswith(p) for k in keys)), None
         )
         if prefix is None:
             return
-        state.tensors = {k[len(prefix) :]: t for k, t in state.tensors.items()}
+        state.tensors = {k.removeprefix(prefix): t for k, t in state.tensors.items()}
         state.modules = {
-            k[len(prefix) :]: m for k, m in state.modules.items() if k.startswith(prefix)
+            k.removeprefix(prefix): m for k, m in state.modules.items() if k.startswith(prefix)
         }
         state.stripped_prefix += prefix
 

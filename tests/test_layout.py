@@ -90,6 +90,13 @@ def test_wrapper_prefixes_are_removed(state_dict, write_pt, prefix):
     assert_matches(entry, state_dict)
 
 
+def test_averaged_model_bookkeeping_does_not_block_the_prefix(state_dict, write_pt):
+    averaged = {"module." + k: v for k, v in state_dict.items()} | {"n_averaged": torch.tensor(5)}
+    (entry,) = analyse(write_pt(averaged))
+    assert entry.stripped_prefix == "module."
+    assert_matches(entry, state_dict)
+
+
 def test_prefix_is_kept_when_not_every_key_has_it(state_dict, write_pt):
     mixed = {("module." + k if k.startswith("bn2d") else k): v for k, v in state_dict.items()}
     (entry,) = analyse(write_pt(mixed))
