@@ -118,53 +118,47 @@ def run_rules(rule_input: RuleInput, settings: Settings) -> list[Finding]:
 
 def layer_reports(batch: LayerBatch) -> list[LayerReport]:
     """Per-layer summaries, computed for all layers at once."""
-    stats = {
-        q: segment_stats(getattr(batch, q), batch.offsets)
-        for q in ("mean", "var", "weight", "bias")
-    }
-    negative = np.bincount(batch.ids, weights=batch.var < 0, minlength=batch.size)
-    reports = []
-    for i, name in enumerate(batch.names):
-        affine = bool(batch.affine[i])
-        count = batch.count[i]
-        reports.append(
-            LayerReport(
-                name=name,
-                channels=int(batch.offsets[i + 1] - batch.offsets[i]),
-                dtype=batch.dtypes[i],
-                num_batches_tracked=int(count) if np.isfinite(count) else None,
-                affine=affine,
-                kind=batch.kinds[i],
-                eps=float(batch.eps[i]),
-                eps_from_file=bool(batch.eps_from_file[i]),
-                running_mean=_distribution(stats["mean"], i),
-                running_var=_distribution(stats["var"], i, negative=int(negative[i])),
-                weight=_distribution(stats["weight"], i) if affine else None,
-                bias=_distribution(stats["bias"], i) if affine else None,
-                values=ChannelValues(
-                    batch.of_layer(batch.mean, i),
-                    batch.of_layer(batch.var, i),
-                    batch.of_layer(batch.weight, i) if affine else None,
-                    batch.of_layer(batch.bias, i) if affine else None,
-                ),
-            )
+    negative = np.bincount(batch.ids, weights=batch.var < 0, minlength=batch.size).astype(int)
+    mean, var, weight, bias = (
+        _distributions(segment_stats(values, batch.offsets), negatives)
+        for values, negatives in (
+            (batch.mean, None), (batch.var, negative), (batch.weight, None), (batch.bias, None)
         )
-    return reports
+    )  # fmt: skip
+    channels = np.diff(batch.offsets).tolist()
+    counts = [None if c != c else int(c) for c in batch.count.tolist()]  # NaN: not recorded
+    return [
+        LayerReport(
+            name=name,
+            channels=channels[i],
+            dtype=batch.dtypes[i],
+            num_batches_tracked=counts[i],
+            affine=affine,
+            kind=batch.kinds[i],
+            eps=float(batch.eps[i]),
+            eps_from_file=bool(batch.eps_from_file[i]),
+            running_mean=mean[i],
+            running_var=var[i],
+            weight=weight[i] if affine else None,
+            bias=bias[i] if affine else None,
+            values=ChannelValues(
+                batch.of_layer(batch.mean, i),
+                batch.of_layer(batch.var, i),
+                batch.of_layer(batch.weight, i) if affine else None,
+                batch.of_layer(batch.bias, i) if affine else None,
+            ),
+        )
+        for i, (name, affine) in enumerate(zip(batch.names, batch.affine.tolist(), strict=True))
+    ]
 
 
-def _distribution(stats: SegmentStats, i: int, negative: int | None = None) -> Distribution:
-    def value(array: np.ndarray) -> float | None:
-        number = float(array[i])
-        return number if np.isfinite(number) else None
-
-    return Distribution(
-        min=value(stats.min),
-        max=value(stats.max),
-        mean=value(stats.mean),
-        std=value(stats.std),
-        p01=value(stats.quantiles[0.01]),
-        p50=value(stats.quantiles[0.5]),
-        p99=value(stats.quantiles[0.99]),
-        nonfinite=int(stats.nonfinite[i]),
-        negative=negative,
-    )
+def _distributions(stats: SegmentStats, negative: np.ndarray | None) -> list[Distribution]:
+    """One `Distribution` per segment; statistics without a finite value become None."""
+    columns = [stats.min, stats.max, stats.mean, stats.std, *stats.quantiles.values()]
+    rows = np.column_stack(columns).tolist()
+    nonfinite = stats.nonfinite.tolist()
+    negatives = negative.tolist() if negative is not None else [None] * len(rows)
+    return [
+        Distribution(*(None if v != v else v for v in row), nonfinite=n, negative=neg)
+        for row, n, neg in zip(rows, nonfinite, negatives, strict=True)
+    ]

@@ -66,8 +66,17 @@ def segment_median(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def sort_within_segments(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """`values` sorted inside each segment, segments kept in place."""
-    return values[np.lexsort((values, ids))]
+    """`values` sorted inside each segment, segments kept in place.
+
+    One float sort orders all values; a stable sort by segment then regroups them, which
+    numpy does as a linear-time radix sort when the segment ids fit in 16 bits (several
+    times faster than `np.lexsort`).
+    """
+    order = np.argsort(values)
+    segments = ids[order]
+    if len(ids) and ids[-1] < 2**16:
+        segments = segments.astype(np.uint16)
+    return values[order[np.argsort(segments, kind="stable")]]
 
 
 def _pick(ordered: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
