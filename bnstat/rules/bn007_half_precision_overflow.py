@@ -35,16 +35,20 @@ from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define
 from bnstat.rules.bn001_non_finite import FIELD_NAMES, QUANTITIES
 
 
+def _as_half(values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", under="ignore"):
+        return values.astype(np.float16)
+
+
 def _overflows(values: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        overflow: np.ndarray = np.isfinite(values) & np.isinf(values.astype(np.float16))
-        return overflow
+    overflow: np.ndarray = np.isfinite(values) & np.isinf(_as_half(values))
+    return overflow
 
 
 def check(data: RuleInput) -> Iterator[Hit]:
     layers = data.layers
     overflow = {q: _overflows(getattr(layers, q)) for q in QUANTITIES}
-    flushed = (layers.var.astype(np.float16) == 0) & (layers.var > layers.eps[layers.ids])
+    flushed = (_as_half(layers.var) == 0) & (layers.var > layers.eps[layers.ids])
     any_bad = np.logical_or.reduce([*overflow.values(), flushed])
     for layer, channels in layers.flagged(any_bad):
         parts = []
