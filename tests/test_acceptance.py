@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLES
 
 ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| .*? \| (?P<findings>[^|]*) \| (?P<exit>\d) \|$")
@@ -47,7 +46,9 @@ def run_cli(*args: str, block_torch: bool = False) -> subprocess.CompletedProces
         "from bnstat.cli import main\n"
         f"sys.argv = ['bnstat', *{list(args)!r}]\n"
         "try:\n    main()\n"
-        "finally:\n    print('torch imported:', 'torch' in sys.modules and sys.modules['torch'] is not None, file=sys.stderr)\n"
+        "finally:\n"
+        "    imported = sys.modules.get('torch') is not None\n"
+        "    print('torch imported:', imported, file=sys.stderr)\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=SAMPLES.parent
