@@ -50,13 +50,13 @@ def dead_channel_mask(layers: LayerBatch, thresholds: Mapping[str, float]) -> np
     return dead
 
 
-def _behaviour(bias: np.ndarray) -> str:
-    off, const = int(np.sum(bias <= 0)), int(np.sum(bias > 0))
+def _behaviour(channels: np.ndarray, bias: np.ndarray) -> str:
+    """What the dead channels output, split by the sign of their bias."""
     parts = []
-    if off:
-        parts.append(f"{off} with bias <= 0 (always zero behind a ReLU)")
-    if const:
-        parts.append(f"{const} with bias > 0 (a constant offset)")
+    if (bias <= 0).any():
+        parts.append(f"bias <= 0 in {channel_list(channels[bias <= 0])}: always zero behind a ReLU")
+    if (bias > 0).any():
+        parts.append(f"bias > 0 in {channel_list(channels[bias > 0])}: a constant offset")
     return "; ".join(parts)
 
 
@@ -67,10 +67,10 @@ def check(data: RuleInput) -> Iterator[Hit]:
         bias = layers.of_layer(layers.bias, layer)[channels]
         yield Hit(
             layer,
-            f"{len(channels)} dead {channel_word(len(channels))} {channel_list(channels)}: "
-            f"|weight| up to {num(float(weight[channels].max()))} against a layer median of "
-            f"{num(float(np.median(weight)))}, so the output is the bias whatever the input: "
-            f"{_behaviour(bias)}",
+            f"{len(channels)} dead {channel_word(len(channels))} {channel_list(channels)} "
+            f"(|weight| at most {num(float(weight[channels].max()))}, layer median "
+            f"{num(float(np.median(weight)))}) output their bias whatever the input: "
+            f"{_behaviour(channels, bias)}",
             tuple(int(c) for c in channels),
         )
 
