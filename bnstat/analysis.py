@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from bnstat import __version__
-from bnstat.discovery import LayerRefs, find_layers
-from bnstat.errors import BnstatError, CheckpointError, UnsafeCheckpointError
+from bnstat.discovery import LayerRefs, models_in
+from bnstat.errors import BnstatError
 from bnstat.layer_batch import LayerBatch, read_layers
-from bnstat.layout import StateDict, find_state_dicts
+from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint, open_checkpoint
 from bnstat.report import (
     ChannelValues,
@@ -53,27 +53,11 @@ def analyze(paths: Sequence[Path], settings: Settings, debug: bool = False) -> R
 def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
     """One entry per model found in the file (e.g. `model` and `ema`)."""
     with open_checkpoint(path) as raw:
-        models = _models(raw)
+        models = models_in(raw)
         return [
             _analyze_model(raw, state, refs, settings, first=index == 0)
             for index, (state, refs) in enumerate(models)
         ]
-
-
-def _models(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
-    """The state dicts worth reporting: those with layers, else the largest one."""
-    states = find_state_dicts(raw)
-    if not states:
-        refused = (
-            f"; its pickle calls {', '.join(raw.refused_globals)} (refused, not run)"
-            if (raw.refused_globals)
-            else ""
-        )
-        error = UnsafeCheckpointError if raw.refused_globals else CheckpointError
-        raise error(f"no tensors found in the file{refused}")
-    models = [(state, find_layers(state)) for state in states]
-    with_layers = [(state, refs) for state, refs in models if refs]
-    return with_layers or [max(models, key=lambda m: len(m[0].tensors))]
 
 
 def _analyze_model(
@@ -158,7 +142,10 @@ def _distributions(stats: SegmentStats, negative: np.ndarray | None) -> list[Dis
     rows = np.column_stack(columns).tolist()
     nonfinite = stats.nonfinite.tolist()
     negatives = negative.tolist() if negative is not None else [None] * len(rows)
-    return [
-        Distribution(*(None if v != v else v for v in row), nonfinite=n, negative=neg)
-        for row, n, neg in zip(rows, nonfinite, negatives, strict=True)
-    ]
+    distributions = []
+    for row, count, negative_count in zip(rows, nonfinite, negatives, strict=True):
+        low, high, mean, std, p01, p50, p99 = (None if v != v else v for v in row)  # NaN -> None
+        distributions.append(
+            Distribution(low, high, mean, std, p01, p50, p99, count, negative_count)
+        )
+    return distributions

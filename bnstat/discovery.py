@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bnstat.errors import CheckpointError
-from bnstat.layout import StateDict
-from bnstat.readers.base import ModuleConstants
+from bnstat.errors import CheckpointError, UnsafeCheckpointError
+from bnstat.layout import StateDict, find_state_dicts
+from bnstat.readers.base import ModuleConstants, RawCheckpoint
 from bnstat.tensor_ref import TensorRef
 
 STAT_NAMES = ("running_mean", "running_var")
@@ -79,3 +79,18 @@ def _layer(name: str, members: dict[str, TensorRef], module: ModuleConstants | N
         num_batches_tracked=count if count is not None and count.numel == 1 else None,
         module=module,
     )
+
+
+def models_in(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
+    """The state dicts worth reporting: those with layers, else the largest one."""
+    states = find_state_dicts(raw)
+    if not states:
+        if raw.refused_globals:
+            raise UnsafeCheckpointError(
+                f"no tensors found in the file; its pickle calls "
+                f"{', '.join(raw.refused_globals)} (refused, not run)"
+            )
+        raise CheckpointError("no tensors found in the file")
+    models = [(state, find_layers(state)) for state in states]
+    with_layers = [(state, refs) for state, refs in models if refs]
+    return with_layers or [max(models, key=lambda model: len(model[0].tensors))]

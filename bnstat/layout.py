@@ -32,6 +32,7 @@ class StateDict:
     tensors: dict[str, TensorRef] = field(default_factory=dict)
     modules: dict[str, ModuleConstants] = field(default_factory=dict)  # by module prefix
     stripped_prefix: str = ""
+    pickled_module: bool = False  # flattened from a whole pickled nn.Module
 
 
 def find_state_dicts(checkpoint: RawCheckpoint) -> list[StateDict]:
@@ -108,15 +109,17 @@ class _Finder:
     def _walk_object(self, obj: Opaque, path: tuple[str, ...]) -> None:
         state = obj.state
         if isinstance(state, Mapping) and any(k in state for k in _MODULE_STATE_KEYS):
-            self._add_module(obj, path, _flatten_nn_module)
+            self._add_module(obj, path, _flatten_nn_module, pickled_module=True)
         elif obj.global_name.startswith(TORCHSCRIPT_MODULE_PREFIX) and isinstance(state, Mapping):
             self._add_module(obj, path, self._flatten_scripted)
         else:  # an unknown object: its state, items and arguments may hold a state dict
             for part in (obj.state, obj.items, obj.elements, obj.args):
                 self.walk(part, path)
 
-    def _add_module(self, obj: Opaque, path: tuple[str, ...], flatten: Any) -> None:
-        found = StateDict(_path_name(path))
+    def _add_module(
+        self, obj: Opaque, path: tuple[str, ...], flatten: Any, pickled_module: bool = False
+    ) -> None:
+        found = StateDict(_path_name(path), pickled_module=pickled_module)
         for key, value in flatten(obj, ""):
             if isinstance(value, TensorRef):
                 found.tensors[key] = value

@@ -97,14 +97,12 @@ class PickleResult:
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if type(value) is not tuple:
-        if not isinstance(value, list):
-            raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
-        value = tuple(value)
+    if not isinstance(value, tuple | list):
+        raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
     for v in value:
         if type(v) is not int or v < 0:  # bool is not int here, as it should be
             raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
-    return value
+    return tuple(value)
 
 
 def _is_count(value: Any) -> bool:
