@@ -1,0 +1,1 @@
+"""Recalibration: re-estimate BatchNorm statistics on data and write them back."""
