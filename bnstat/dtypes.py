@@ -111,3 +111,33 @@ def decode(raw: bytes | memoryview, dtype: DType, big_endian: bool = False) -> n
         nonzero: np.ndarray = values != 0
         return nonzero
     return values
+
+
+def encode(values: np.ndarray, dtype: DType, big_endian: bool = False) -> bytes:
+    """Values as the raw bytes of a stored tensor of `dtype` (inverse of `decode`).
+
+    Floats are rounded to nearest (bfloat16: to nearest even, from float32); a finite
+    value that would overflow to infinity is an error, as is an integer out of range.
+    """
+    if not dtype.numpy:
+        raise ValueError(f"tensors of type {dtype.name} cannot be written")
+    if dtype.name == "bfloat16":
+        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        rounded[np.isnan(np.asarray(values, dtype=np.float32))] = 0x7FC0
+        raw = rounded.astype("<u2")
+    elif dtype.is_float:
+        wide = np.asarray(values, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            raw = wide.astype(dtype.numpy)
+        if (np.isinf(raw) & np.isfinite(wide)).any():
+            raise ValueError(f"value beyond the range of {dtype.name}")
+    else:
+        info = np.iinfo(np.dtype(dtype.numpy))
+        rounded_int = np.rint(np.asarray(values, dtype=np.float64))
+        if rounded_int.size and (rounded_int.min() < info.min or rounded_int.max() > info.max):
+            raise ValueError(f"value out of range for {dtype.name}")
+        raw = rounded_int.astype(dtype.numpy)
+    if big_endian:
+        raw = raw.astype(raw.dtype.newbyteorder(">"))
+    return raw.tobytes()

@@ -36,6 +36,10 @@ class ModelError(BnstatError):
     """A model could not be built, loaded or run for recalibration."""
 
 
+class OutputError(BnstatError):
+    """An output file could not be written (the target is left as it was)."""
+
+
 class MissingDependencyError(BnstatError):
     """An optional dependency is needed for this input or command."""
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES
+from zoo import SAMPLES
 
 ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| .*? \| (?P<findings>[^|]*) \| (?P<exit>\d) \|$")
 ITEM = re.compile(r"(BN\d{3})(?: at `([^`]+)`)?")

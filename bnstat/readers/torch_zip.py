@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from bnstat.dtypes import DType
@@ -24,6 +25,14 @@ from bnstat.tensor_ref import ByteSource, FileRegion, MemoryRegion, OpenFile
 MAX_PICKLE_BYTES = 256 * 2**20
 MAX_CODE_BYTES = 64 * 2**20
 _LOCAL_HEADER = struct.Struct("<4s5HLLLHH")
+
+
+@dataclass(frozen=True, slots=True)
+class ZipMemberRegion(FileRegion):
+    """A stored (uncompressed) archive member: its bytes, name and local header position."""
+
+    name: str
+    header_offset: int
 
 
 def archive_root(names: list[str]) -> str:
@@ -75,7 +84,7 @@ class _Members:
             raise CheckpointError(
                 f"archive member {info.filename} runs past the end of the file: truncated"
             )
-        return FileRegion(self._file, start, info.file_size)
+        return ZipMemberRegion(self._file, start, info.file_size, info.filename, info.header_offset)
 
     def _inflate(self, info: zipfile.ZipInfo) -> ByteSource:
         if info.file_size > MAX_PICKLE_BYTES:

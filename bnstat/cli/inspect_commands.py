@@ -1,38 +1,21 @@
-"""The `bnstat` command line: parse, build settings, call the library, render, exit.
-
-Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 an input could
-not be read or the command was misused. Errors are one line on stderr (a traceback only
-with --debug); they are turned into exit code 2 here and nowhere else.
-"""
+"""`bnstat inspect`, `bnstat check` and `bnstat rules`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bnstat import __version__
-from bnstat.errors import BnstatError, UsageError
+from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, terminal
+from bnstat.errors import UsageError
 from bnstat.formats import OutputFormat, View
 
 if TYPE_CHECKING:
     from bnstat.settings import Settings
-
-PIPE_WIDTH = 160  # lines are not wrapped at 80 columns when the output is a file or a pipe
-
-app = typer.Typer(
-    name="bnstat",
-    help="Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 
 Checkpoints = Annotated[
     list[str],
@@ -68,7 +51,6 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(help="Settings file [default: [tool.bnstat] in the nearest pyproject.toml]."),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
 
 @dataclass(frozen=True)
@@ -97,37 +79,6 @@ class RuleFlags:
         )  # fmt: skip
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"bnstat {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-) -> None:
-    """Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints."""
-
-
-@contextmanager
-def errors_to_exit_code(debug: bool) -> Iterator[None]:
-    """Turn every expected error into one line on stderr and exit code 2."""
-    try:
-        yield
-    except BnstatError as err:
-        if debug:
-            raise
-        typer.echo(f"bnstat: error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo("bnstat: interrupted", err=True)
-        raise typer.Exit(130) from None
-
-
 def _emit(text: str, output: Path | None, verdict: str) -> None:
     if output is None:
         sys.stdout.write(text)
@@ -139,16 +90,6 @@ def _emit(text: str, output: Path | None, verdict: str) -> None:
     typer.echo(f"report written to {output}; {verdict}", err=True)
 
 
-def _terminal(output: Path | None, fmt: OutputFormat) -> tuple[bool, int]:
-    """Colour and width: the terminal's own, or plain and wide for files and pipes."""
-    if output is not None or fmt is not OutputFormat.TABLE:
-        return False, PIPE_WIDTH
-    from rich.console import Console
-
-    console = Console()
-    return (True, console.width) if console.is_terminal else (False, PIPE_WIDTH)
-
-
 def _report(view: View, checkpoints: list[str], fmt: OutputFormat, output: Path | None,
             flags: RuleFlags, debug: bool) -> None:  # fmt: skip
     from bnstat.analysis import analyze
@@ -158,7 +99,7 @@ def _report(view: View, checkpoints: list[str], fmt: OutputFormat, output: Path 
 
     with errors_to_exit_code(debug):
         report = analyze(expand_inputs(checkpoints), flags.settings(), debug=debug)
-        color, width = _terminal(output, fmt)
+        color, width = terminal(output, fmt)
         _emit(render(report, fmt, view, color=color, width=width), output, exit_reason(report))
         for entry in report.checkpoints:
             if entry.error is not None:
@@ -207,8 +148,3 @@ def rules(
     with errors_to_exit_code(debug):
         settings = RuleFlags(config, thresholds=tuple(threshold or ())).settings()
         sys.stdout.write(render_rules(code, format, settings))
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()

@@ -1,0 +1,87 @@
+"""Write a file so that its target is always either the old file or the complete new one.
+
+The new content goes to a temporary file in the target's folder (same file system, so
+the final rename is atomic), is fsynced, and is renamed over the target; the folder is
+fsynced too. On any failure (an exception, Ctrl-C, SIGTERM, a full disk) the temporary
+file is removed and the target is untouched. Only a SIGKILL or a power cut can leave a
+stray temporary file, never a partial target.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from bnstat.errors import OutputError
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a file was being written."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def atomic_output(target: Path, like: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; it becomes `target` when the block succeeds.
+
+    The result gets the target's permissions if it exists, else those of `like`.
+    """
+    folder = target.parent
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".bnstat-tmp", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write in {folder}: {err.strerror or err}") from err
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        with _sigterm_raises():
+            yield temporary
+            _finish(temporary, target, like)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _finish(temporary: Path, target: Path, like: Path | None) -> None:
+    model = target if target.exists() else like
+    if model is not None:
+        os.chmod(temporary, stat.S_IMODE(model.stat().st_mode))
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def copy_into(source: Path, target: Path) -> None:
+    """Copy a file's bytes (the kernel's copy path where it has one)."""
+    shutil.copyfile(source, target)

@@ -1,0 +1,18 @@
+"""The `bnstat` command line: parse, build settings, call the library, render, exit.
+
+Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 an input could
+not be read or the command was misused. Errors are one line on stderr (a traceback only
+with --debug); they are turned into exit code 2 here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from bnstat.cli import inspect_commands, recalibrate_command
+from bnstat.cli.app import app
+
+__all__ = ["app", "inspect_commands", "main", "recalibrate_command"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

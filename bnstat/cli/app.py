@@ -1,0 +1,75 @@
+"""The Typer application and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bnstat import __version__
+from bnstat.errors import BnstatError
+from bnstat.formats import OutputFormat
+
+PIPE_WIDTH = 160  # lines are not wrapped at 80 columns when the output is a file or a pipe
+
+app = typer.Typer(
+    name="bnstat",
+    help="Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bnstat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints."""
+
+
+@contextmanager
+def errors_to_exit_code(debug: bool) -> Iterator[None]:
+    """Turn every expected error into one line on stderr and exit code 2."""
+    try:
+        yield
+    except BnstatError as err:
+        if debug:
+            raise
+        typer.echo(f"bnstat: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("bnstat: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as err:  # a bug or an input nobody foresaw: still one line, exit 2
+        if debug:
+            raise
+        typer.echo(
+            f"bnstat: error: unexpected {type(err).__name__}: {err} (rerun with --debug)", err=True
+        )
+        raise typer.Exit(2) from None
+
+
+def terminal(output: Path | None, fmt: OutputFormat) -> tuple[bool, int]:
+    """Colour and width: the terminal's own, or plain and wide for files and pipes."""
+    if output is not None or fmt is not OutputFormat.TABLE:
+        return False, PIPE_WIDTH
+    from rich.console import Console
+
+    console = Console()
+    return (True, console.width) if console.is_terminal else (False, PIPE_WIDTH)

@@ -1,0 +1,48 @@
+"""A progress bar on stderr for recalibration passes (shown only on a terminal)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+
+class TerminalProgress:
+    """One bar per pass over the calibration data, counting samples."""
+
+    def __init__(self, total_samples: int | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._total = total_samples
+        self._task: TaskID | None = None
+
+    def start(self, label: str) -> None:
+        if self._task is None:
+            self._progress.start()
+        else:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(label, total=self._total)
+
+    def advance(self, samples: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, samples)
+
+    def finish(self) -> None:
+        if self._task is not None:
+            task = self._progress.tasks[-1]
+            self._total = self._total or int(task.completed)
+
+    def close(self) -> None:
+        self._progress.stop()

@@ -1,0 +1,126 @@
+"""The recalibration report as a terminal table or as JSON (`--report FILE`)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bnstat.formats.text import number
+from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
+
+
+def _ratio_range(layer: LayerChange) -> str:
+    return f"{number(layer.var_ratio_low)} .. {number(layer.var_ratio_high)}"
+
+
+def render_recalibration(report: RecalibrationReport, color: bool = False, width: int = 120) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        highlight=False,
+    )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("layer", overflow="fold")
+    for title in ("C", "mean shift (std)", "var new/old", "changed", "eval mismatch after"):
+        table.add_column(title, justify="right", no_wrap=True)
+    for layer in report.layers:
+        table.add_row(
+            layer.name or "(top level)",
+            str(layer.channels),
+            number(layer.mean_shift),
+            _ratio_range(layer),
+            f"{layer.changed}/{layer.channels}",
+            "-" if layer.consistency is None else f"{layer.consistency:.1e}",
+        )
+    console.print(table)
+    for line in _facts(report):
+        console.print(Text(line))
+    return buffer.getvalue()
+
+
+def _facts(report: RecalibrationReport) -> list[str]:
+    sweeps = [p for p in report.passes if p.label != "verify"]
+    lines = [
+        f"{report.samples} samples in {report.batches} batches of {report.batch_size} "
+        f"({report.data_kind}), method {report.method}, device {report.device}, "
+        f"model from {report.model}",
+        f"{len(sweeps)} passes in {sum(p.seconds for p in sweeps):.2f} s"
+        + (
+            f" + verification {report.passes[-1].seconds:.2f} s"
+            if len(sweeps) < len(report.passes)
+            else ""
+        )
+        + f"; {report.seconds:.2f} s in all",
+    ]
+    if report.sweep_changes:
+        lines.append(
+            "change made by each further sweep: "
+            + ", ".join(f"{c:.1e}" for c in report.sweep_changes)
+        )
+    if report.consistency is not None:
+        lines.append(f"largest eval-mode mismatch after recalibration: {report.consistency:.1e}")
+    if report.unreached:
+        lines.append(
+            f"not reached by the forward pass (left unchanged): {', '.join(report.unreached)}"
+        )
+    if report.unreadable:
+        shown = "; ".join(f"{u.path}: {u.reason}" for u in report.unreadable[:5])
+        more = f"; +{len(report.unreadable) - 5} more" if len(report.unreadable) > 5 else ""
+        lines.append(f"{len(report.unreadable)} unreadable file(s) skipped: {shown}{more}")
+    if report.output:
+        lines.append(f"written to {report.output}")
+    return lines
+
+
+def recalibration_json(report: RecalibrationReport) -> str:
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "checkpoint": report.checkpoint,
+        "output": report.output,
+        "source": report.source,
+        "model": report.model,
+        "method": report.method,
+        "device": report.device,
+        "batch_size": report.batch_size,
+        "data_kind": report.data_kind,
+        "samples": report.samples,
+        "batches": report.batches,
+        "seconds": round(report.seconds, 4),
+        "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
+        "passes": [
+            {
+                "label": p.label,
+                "seconds": round(p.seconds, 4),
+                "samples": p.samples,
+                "batches": p.batches,
+            }
+            for p in report.passes
+        ],
+        "sweep_changes": list(report.sweep_changes),
+        "consistency": report.consistency,
+        "unreached": list(report.unreached),
+        "layers": [
+            {
+                "name": layer.name,
+                "channels": layer.channels,
+                "mean_shift": _finite(layer.mean_shift),
+                "var_ratio": [_finite(layer.var_ratio_low), _finite(layer.var_ratio_high)],
+                "changed_channels": layer.changed,
+                "consistency": layer.consistency,
+            }
+            for layer in report.layers
+        ],
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None

@@ -1,0 +1,85 @@
+"""What a recalibration did: per layer, how far the statistics moved and how exact they are.
+
+A mean shift is measured in units of the new standard deviation (scale-free, and what
+matters for the normalised output); a variance change as the ratio new/old. A channel
+counts as changed when its mean moved by more than 1% of a standard deviation or its
+variance by more than 1%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bnstat.recalibrate.data import Unreadable
+from bnstat.recalibrate.estimator import Estimate, LayerEstimate
+from bnstat.recalibrate.runner import PassRecord
+
+CHANGED = 0.01
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    name: str
+    channels: int
+    mean_shift: (
+        float  # largest |new - old| / sqrt(new var + eps); inf if the old mean was not finite
+    )
+    var_ratio_low: float  # smallest new/old variance
+    var_ratio_high: float
+    changed: int  # channels that moved by more than 1%
+    consistency: float | None  # largest eval-mode mismatch afterwards (None: not verified)
+
+
+@dataclass(frozen=True)
+class RecalibrationReport:
+    checkpoint: str
+    output: str | None  # None on the processes of a distributed run that do not write
+    source: str | None
+    model: str  # torchscript, arch or pickled module
+    method: str
+    device: str
+    batch_size: int
+    data_kind: str
+    samples: int
+    batches: int
+    unreadable: tuple[Unreadable, ...]
+    passes: tuple[PassRecord, ...]
+    sweep_changes: tuple[float, ...]
+    layers: tuple[LayerChange, ...]
+    unreached: tuple[str, ...]
+    seconds: float
+
+    @property
+    def consistency(self) -> float | None:
+        values = [layer.consistency for layer in self.layers if layer.consistency is not None]
+        return max(values) if values else None
+
+
+def layer_change(layer: LayerEstimate, eps: float, consistency: float | None) -> LayerChange:
+    old_mean, old_var = layer.before.mean.numpy(), layer.before.var.numpy()
+    new_mean, new_var = layer.after.mean.numpy(), layer.after.var.numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.abs(new_mean - old_mean) / np.sqrt(new_var + eps)
+        ratio = new_var / old_var
+    shift = np.where(np.isfinite(shift), shift, np.inf)
+    ratio = np.where(np.isfinite(ratio) & (old_var > 0), ratio, np.inf)
+    moved = (shift > CHANGED) | (np.abs(ratio - 1) > CHANGED)
+    return LayerChange(
+        name=layer.name,
+        channels=len(new_mean),
+        mean_shift=float(shift.max(initial=0.0)),
+        var_ratio_low=float(ratio.min(initial=np.inf)),
+        var_ratio_high=float(ratio.max(initial=0.0)),
+        changed=int(moved.sum()),
+        consistency=consistency,
+    )
+
+
+def layer_changes(estimate: Estimate, eps: dict[str, float]) -> tuple[LayerChange, ...]:
+    consistency = estimate.consistency or {}
+    return tuple(
+        layer_change(layer, eps[layer.name], consistency.get(layer.name))
+        for layer in estimate.layers
+    )
