@@ -165,6 +165,8 @@ def recalibrate(
         finally:
             if progress is not None:
                 progress.close()
+        if result.output is None:  # a process of a distributed run that does not write
+            return
         if report is not None:
             report.write_text(recalibration_json(result), encoding="utf-8")
         if format == "json":

@@ -9,18 +9,31 @@ in bnstat is unaware of distribution.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size), joining the process group that torchrun describes if needed."""
+@contextmanager
+def world() -> Iterator[tuple[int, int]]:
+    """(rank, world size) for the block, joining the process group torchrun describes.
+
+    A group created here is destroyed when the block ends (a live gloo group aborts the
+    interpreter at exit); one the caller created is left alone.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    if not dist.is_initialized():
+        yield 0, 1
+        return
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    try:
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def is_active() -> bool:
@@ -38,6 +51,21 @@ def sum_across_processes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     for result in results:
         dist.all_reduce(result, op=dist.ReduceOp.SUM)
     return results
+
+
+def total(count: int) -> int:
+    """A count summed over every process (itself when there is only one)."""
+    if not is_active():
+        return count
+    return int(sum_across_processes([torch.tensor([float(count)])])[0].item())
+
+
+def batch_weighted_mean(values: torch.Tensor, batches: int) -> torch.Tensor:
+    """Average of each process's per-batch average, weighted by its number of batches."""
+    if not is_active():
+        return values
+    weighted, count = sum_across_processes([values * batches, torch.tensor([float(batches)])])
+    return weighted / count
 
 
 def is_writer() -> bool:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from bnstat.errors import ModelError
+from bnstat.recalibrate import distributed
 from bnstat.recalibrate.accumulator import ChannelMoments, Moments
 from bnstat.recalibrate.layers import (
     BatchNormLayer,
@@ -125,7 +126,7 @@ def _sweep(runner: Runner, layers: Sequence[BatchNormLayer], sweep: int) -> list
     for index, layer in enumerate(layers, start=1):
         label = f"sweep {sweep} · layer {index}/{len(layers)} {layer.name}"
         moments, record = _measure(runner, label, [layer])
-        _store(layer, moments[layer.name], record.batches)
+        _store(layer, moments[layer.name], distributed.total(record.batches))
         records.append(record)
     return records
 
@@ -143,8 +144,15 @@ def _train_average(runner: Runner, layers: Sequence[BatchNormLayer]) -> list[Pas
     )
     for layer in layers:
         layer.module.eval()
-        _store(layer, _snapshot(layer), record.batches)
+        _store_average(layer, _snapshot(layer), record.batches)
     return [record]
+
+
+def _store_average(layer: BatchNormLayer, local: Moments, batches: int) -> None:
+    """Store a per-batch average; in a distributed run, the average over every process."""
+    mean = distributed.batch_weighted_mean(local.mean, batches)
+    var = distributed.batch_weighted_mean(local.var, batches)
+    _store(layer, Moments(mean, var, local.count), distributed.total(batches))
 
 
 def _train_average_scripted(runner: Runner, layers: Sequence[BatchNormLayer]) -> list[PassRecord]:
@@ -170,7 +178,7 @@ def _train_average_scripted(runner: Runner, layers: Sequence[BatchNormLayer]) ->
         layer.module.eval()
         total_mean, total_var = sums[layer.name]
         averaged = Moments(total_mean / record.batches, total_var / record.batches, record.batches)
-        _store(layer, averaged, record.batches)
+        _store_average(layer, averaged, record.batches)
     return [record]
 
 
@@ -223,8 +231,8 @@ def estimate(
         method=method,
         layers=tuple(LayerEstimate(lay.name, before[lay.name], after[lay.name]) for lay in layers),
         unreached=tuple(name for name in modules if name not in before),
-        batches=passes[0].batches,
-        samples=passes[0].samples,
+        batches=distributed.total(passes[0].batches),
+        samples=distributed.total(passes[0].samples),
         passes=tuple(passes),
         sweep_changes=tuple(changes),
         consistency=consistency[0] if consistency is not None else None,

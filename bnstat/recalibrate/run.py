@@ -84,31 +84,24 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
     """Recalibrate `request.checkpoint` on `request.data` and write `request.output`."""
     start = time.perf_counter()
     device = resolve_device(request.device)
-    rank, world_size = distributed.world()
-    with open_checkpoint(request.checkpoint) as raw:
+    with distributed.world() as (rank, world_size), open_checkpoint(request.checkpoint) as raw:
         check_target(raw, request.output, request.in_place)
         loaded = load_model(raw, request.model, device)
         channels = request.channels or input_channels(loaded.module) or 3
         options = replace(request.data_options, channels=channels)
         data = CalibrationData(request.data, options, rank, world_size)
         result = estimate(
-            loaded.module,
-            data,
-            request.method,
-            request.passes,
-            request.verify,
-            device,
-            request.input_key,
-            progress,
-        )
-        if distributed.is_writer():
-            write_checkpoint(
-                raw, loaded.state, _patches(loaded, result), request.output, request.in_place
-            )
+            loaded.module, data, request.method, request.passes, request.verify, device,
+            request.input_key, progress,
+        )  # fmt: skip
+        writes = distributed.is_writer()
+        if writes:
+            patches = _patches(loaded, result)
+            write_checkpoint(raw, loaded.state, patches, request.output, request.in_place)
     eps = {name: float(module.eps) for name, module in batchnorm_modules(loaded.module).items()}
     return RecalibrationReport(
         checkpoint=str(request.checkpoint),
-        output=str(request.output) if distributed.is_writer() else None,
+        output=str(request.output) if writes else None,
         source=loaded.state.name,
         model=loaded.origin,
         method=request.method.value,
