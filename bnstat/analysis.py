@@ -7,14 +7,17 @@ other files still run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from bnstat import __version__
 from bnstat.discovery import LayerRefs, models_in
-from bnstat.errors import BnstatError
+from bnstat.errors import BnstatError, CheckpointError
 from bnstat.layer_batch import LayerBatch, read_layers
 from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint, open_checkpoint
@@ -31,29 +34,61 @@ from bnstat.rules.base import RuleInput
 from bnstat.segments import SegmentStats, segment_stats
 from bnstat.settings import Settings
 
+MAX_CHANNELS = 2**22  # in all layers of a file: ~10x the largest real models; ~500 MB
 
-def analyze(paths: Sequence[Path], settings: Settings, debug: bool = False) -> Report:
-    """Analyse every file; unreadable ones are reported, not raised (unless `debug`)."""
-    entries: list[CheckpointReport] = []
-    for path in paths:
-        try:
-            entries.extend(analyze_file(path, settings))
-        except BnstatError as err:
-            if debug:
-                raise
-            entries.append(CheckpointReport(path=str(path), format=None, error=str(err)))
-        except Exception as err:  # a bug or an input nobody foresaw: report it, keep going
-            if debug:
-                raise
-            message = f"unexpected {type(err).__name__}: {err} (rerun with --debug for details)"
-            entries.append(CheckpointReport(path=str(path), format=None, error=message))
-    return Report(tuple(entries), settings.fail_on, __version__)
+PARALLEL_FROM = 4  # files: fewer are analysed faster in one process than in a pool
+
+
+def analyze(
+    paths: Sequence[Path], settings: Settings, debug: bool = False, jobs: int | None = None
+) -> Report:
+    """Analyse every file; unreadable ones are reported, not raised (unless `debug`).
+
+    With several files they are analysed in `jobs` processes (default: one per CPU from
+    PARALLEL_FROM files on); the report keeps the order of `paths` either way.
+    """
+    workers = worker_count(jobs, len(paths))
+    task = partial(_analyze_one, settings=settings, debug=debug)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(task, paths))
+    else:
+        results = [task(path) for path in paths]
+    return Report(
+        tuple(entry for result in results for entry in result), settings.fail_on, __version__
+    )
+
+
+def worker_count(jobs: int | None, files: int) -> int:
+    if jobs is not None:
+        return max(1, min(jobs, files))
+    return min(os.cpu_count() or 1, files) if files >= PARALLEL_FROM else 1
+
+
+def _analyze_one(path: Path, settings: Settings, debug: bool) -> list[CheckpointReport]:
+    try:
+        return analyze_file(path, settings)
+    except BnstatError as err:
+        if debug:
+            raise
+        return [CheckpointReport(path=str(path), format=None, error=str(err))]
+    except Exception as err:  # a bug or an input nobody foresaw: report it, keep going
+        if debug:
+            raise
+        message = f"unexpected {type(err).__name__}: {err} (rerun with --debug for details)"
+        return [CheckpointReport(path=str(path), format=None, error=message)]
 
 
 def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
     """One entry per model found in the file (e.g. `model` and `ema`)."""
     with open_checkpoint(path) as raw:
         models = models_in(raw)
+        channels = sum(ref.channels for _, refs in models for ref in refs)
+        if channels > MAX_CHANNELS:  # only shared or expanded storages get here cheaply
+            raise CheckpointError(
+                f"the file's normalization layers hold {channels} channels in all, over the "
+                f"limit of {MAX_CHANNELS}"
+            )
         return [
             _analyze_model(raw, state, refs, settings, first=index == 0)
             for index, (state, refs) in enumerate(models)

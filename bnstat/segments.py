@@ -42,18 +42,22 @@ def segment_stats(
     ids = segment_ids(offsets)
     finite = np.isfinite(values)
     counts = np.bincount(ids, weights=finite, minlength=n_segments)
-    safe = np.where(finite, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(ids, weights=safe, minlength=n_segments) / counts
-        deviation = np.where(finite, values - mean[ids], 0.0)
-        std = np.sqrt(np.bincount(ids, weights=deviation**2, minlength=n_segments) / counts)
     ordered = sort_within_segments(np.where(finite, values, np.inf), ids)
     starts = offsets[:-1]
+    low, high = _pick(ordered, starts, counts, 0.0), _pick(ordered, starts, counts, 1.0)
+    # sums are taken in units of each segment's largest magnitude, so 1e300s cannot overflow
+    scale = np.maximum(np.abs(np.nan_to_num(low)), np.abs(np.nan_to_num(high)))
+    scale = np.where(scale > 0, scale, 1.0)
+    scaled = np.where(finite, values, 0.0) / scale[ids]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_scaled = np.bincount(ids, weights=scaled, minlength=n_segments) / counts
+        deviation = np.where(finite, scaled - mean_scaled[ids], 0.0)
+        spread = np.sqrt(np.bincount(ids, weights=deviation**2, minlength=n_segments) / counts)
     return SegmentStats(
-        min=_pick(ordered, starts, counts, 0.0),
-        max=_pick(ordered, starts, counts, 1.0),
-        mean=mean,
-        std=std,
+        min=low,
+        max=high,
+        mean=mean_scaled * scale,
+        std=spread * scale,
         quantiles={q: _pick(ordered, starts, counts, q) for q in quantiles},
         finite=counts.astype(np.int64),
         nonfinite=(np.diff(offsets) - counts).astype(np.int64),

@@ -184,3 +184,12 @@ def test_directory_input_finds_checkpoints_by_content(cli, dead, tmp_path):
 
 def test_version(cli):
     assert cli("--version").stdout.startswith("bnstat ")
+
+
+def test_parallel_run_gives_the_serial_report_in_the_same_order(cli):
+    from zoo import SAMPLES
+
+    serial = cli("check", SAMPLES, "--format", "json", "--jobs", "1")
+    parallel = cli("check", SAMPLES, "--format", "json", "--jobs", "2")
+    assert serial.exit_code == parallel.exit_code == 2
+    assert json.loads(serial.stdout) == json.loads(parallel.stdout)

@@ -53,6 +53,17 @@ ConfigOpt = Annotated[
 ]
 
 
+BaselineOpt = Annotated[
+    Path | None, typer.Option(help="Report only findings that are not in this baseline file.")
+]
+WriteBaselineOpt = Annotated[
+    Path | None, typer.Option(help="Record today's findings as the baseline in this file.")
+]
+JobsOpt = Annotated[
+    int | None, typer.Option(help="Processes for many checkpoints [default: one per CPU].")
+]
+
+
 @dataclass(frozen=True)
 class RuleFlags:
     """The command-line flags that adjust the configured settings."""
@@ -79,32 +90,65 @@ class RuleFlags:
         )  # fmt: skip
 
 
-def _emit(text: str, output: Path | None, verdict: str) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"--output {output}: {err.strerror or err}") from err
-    typer.echo(f"report written to {output}; {verdict}", err=True)
+@dataclass(frozen=True)
+class Run:
+    """What to show and where, for one `inspect` or `check` invocation."""
+
+    view: View
+    fmt: OutputFormat
+    output: Path | None
+    jobs: int | None
+    baseline: Path | None
+    write_baseline: Path | None
+    debug: bool
 
 
-def _report(view: View, checkpoints: list[str], fmt: OutputFormat, output: Path | None,
-            flags: RuleFlags, debug: bool) -> None:  # fmt: skip
+def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
     from bnstat.analysis import analyze
+    from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.formats import render
     from bnstat.inputs import expand_inputs
     from bnstat.report import exit_code, exit_reason
 
-    with errors_to_exit_code(debug):
-        report = analyze(expand_inputs(checkpoints), flags.settings(), debug=debug)
-        color, width = terminal(output, fmt)
-        _emit(render(report, fmt, view, color=color, width=width), output, exit_reason(report))
+    with errors_to_exit_code(run.debug):
+        settings = flags.settings()
+        known = load_baseline(run.baseline) if run.baseline is not None else None
+        report = analyze(expand_inputs(checkpoints), settings, debug=run.debug, jobs=run.jobs)
+        if run.write_baseline is not None:
+            _write(
+                run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
+            )
+            typer.echo(
+                f"baseline of {len(report.findings)} findings written to {run.write_baseline}",
+                err=True,
+            )
+        if known is not None and run.baseline is not None:
+            before = len(report.findings)
+            report = without_baseline(report, known, run.baseline)
+            typer.echo(
+                f"baseline: {before - len(report.findings)} known findings not reported", err=True
+            )
+        color, width = terminal(run.output, run.fmt)
+        text = render(report, run.fmt, run.view, color=color, width=width)
+        if run.output is None:
+            sys.stdout.write(text)
+        else:
+            _write(run.output, text, "--output")
+            typer.echo(f"report written to {run.output}; {exit_reason(report)}", err=True)
         for entry in report.checkpoints:
             if entry.error is not None:
                 typer.echo(f"bnstat: error: {entry.path}: {entry.error}", err=True)
-    raise typer.Exit(exit_code(report))
+    code = exit_code(report)
+    if run.write_baseline is not None and code == 1:
+        code = 0  # the findings were just accepted into the baseline
+    raise typer.Exit(code)
+
+
+def _write(path: Path, text: str, option: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{option} {path}: {err.strerror or err}") from err
 
 
 def _report_command(view: View, summary: str) -> Callable[..., None]:
@@ -114,11 +158,13 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
         checkpoints: Checkpoints, format: FormatOpt = OutputFormat.TABLE, output: OutputOpt = None,
         fail_on: FailOnOpt = None, select: Codes = None, ignore: Codes = None,
         layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
-        config: ConfigOpt = None, debug: DebugOpt = False,
+        config: ConfigOpt = None, baseline: BaselineOpt = None,
+        write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, debug: DebugOpt = False,
     ) -> None:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()), fail_on, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
-        _report(view, checkpoints, format, output, flags, debug)
+        run = Run(view, format, output, jobs, baseline, write_baseline, debug)
+        _report(run, checkpoints, flags)
 
     command.__doc__ = summary
     return command

@@ -1,12 +1,15 @@
 """Output formats: each a pure function from a `Report` to text.
 
-The format enum is mapped exhaustively to emitters (a test walks every member); only the
-CLI writes the text anywhere.
+`EMITTERS` maps every member of the format enum to its emitter (a test walks them all);
+each emitter module is imported only when its format is asked for, so that the table's
+rich, say, is not loaded for JSON. Only the CLI writes the text anywhere.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from importlib import import_module
 
 from bnstat.report import Report
 
@@ -15,6 +18,10 @@ class OutputFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
+    SARIF = "sarif"
+    JUNIT = "junit"
+    GITHUB = "github"
+    HTML = "html"
 
 
 class View(str, enum.Enum):
@@ -24,21 +31,32 @@ class View(str, enum.Enum):
     CHECK = "check"
 
 
+# format -> (module, function, whether the function takes the view's with_layers flag)
+EMITTERS: dict[OutputFormat, tuple[str, str, bool]] = {
+    OutputFormat.TABLE: ("table", "render_table", True),
+    OutputFormat.JSON: ("json_report", "render_json", False),
+    OutputFormat.MARKDOWN: ("markdown", "render_markdown", True),
+    OutputFormat.SARIF: ("sarif", "render_sarif", False),
+    OutputFormat.JUNIT: ("junit", "render_junit", False),
+    OutputFormat.GITHUB: ("github", "render_github", False),
+    OutputFormat.HTML: ("html", "render_html", False),
+}
+
+
+def emitter(fmt: OutputFormat) -> Callable[..., str]:
+    module, function, _ = EMITTERS[fmt]
+    render: Callable[..., str] = getattr(import_module(f"{__name__}.{module}"), function)
+    return render
+
+
 def render(
     report: Report, fmt: OutputFormat, view: View, color: bool = False, width: int = 120
 ) -> str:
     """The report as text in the chosen format."""
+    render_format = emitter(fmt)
     with_layers = view is View.INSPECT
     if fmt is OutputFormat.TABLE:
-        from bnstat.formats.table import render_table  # rich is imported only for tables
-
-        return render_table(report, with_layers, color, width)
-    if fmt is OutputFormat.JSON:
-        from bnstat.formats.json_report import render_json
-
-        return render_json(report)
-    if fmt is OutputFormat.MARKDOWN:
-        from bnstat.formats.markdown import render_markdown
-
-        return render_markdown(report, with_layers)
-    raise AssertionError(f"unhandled format {fmt}")
+        return render_format(report, with_layers, color, width)
+    if EMITTERS[fmt][2]:
+        return render_format(report, with_layers)
+    return render_format(report)

@@ -26,6 +26,13 @@ def location(finding: Finding) -> str:
     return finding.layer if finding.layer is not None else "(checkpoint)"
 
 
+def qualified_location(entry: CheckpointReport, finding: Finding) -> str:
+    """`layer`, `source:layer` for a model nested in the file, or the file/model itself."""
+    if entry.source is None:
+        return location(finding)
+    return entry.source if finding.layer is None else f"{entry.source}:{finding.layer}"
+
+
 def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> str:
     parts = []
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):

@@ -1,0 +1,80 @@
+"""JUnit XML, so CI dashboards show one test per layer.
+
+One testsuite per checkpoint (per model in the file), one testcase for the file itself
+and one per layer; findings at or above --fail-on are failures, those below are written
+to the testcase's system-out; an unreadable checkpoint is an errored testcase.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+
+from bnstat.formats.text import checkpoint_title
+from bnstat.report import CheckpointReport, FailOn, Finding, Report
+
+FILE_CASE = "(checkpoint)"
+
+
+def render_junit(report: Report) -> str:
+    suites = ElementTree.Element("testsuites", name="bnstat")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for entry in report.checkpoints:
+        suite = _suite(entry, report.fail_on)
+        suites.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    for key, value in totals.items():
+        suites.set(key, str(value))
+    ElementTree.indent(suites)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _suite(entry: CheckpointReport, fail_on: FailOn) -> ElementTree.Element:
+    suite = ElementTree.Element("testsuite", name=checkpoint_title(entry))
+    if entry.error is not None:
+        case = ElementTree.SubElement(suite, "testcase", classname=entry.path, name=FILE_CASE)
+        ElementTree.SubElement(
+            case, "error", type="unreadable", message=entry.error
+        ).text = entry.error
+        _count(suite, tests=1, failures=0, errors=1)
+        return suite
+    by_layer: dict[str | None, list[Finding]] = {None: []}
+    by_layer.update((layer_report.name, []) for layer_report in entry.layers)
+    for finding in entry.findings:
+        by_layer.setdefault(finding.layer, []).append(finding)
+    failures = 0
+    for layer, findings in by_layer.items():
+        failures += _case(suite, entry, layer, findings, fail_on)
+    _count(suite, tests=len(by_layer), failures=failures, errors=0)
+    return suite
+
+
+def _case(
+    suite: ElementTree.Element, entry: CheckpointReport, layer: str | None,
+    findings: list[Finding], fail_on: FailOn,
+) -> int:  # fmt: skip
+    """Add a testcase; return 1 if it failed."""
+    name = FILE_CASE if layer is None else (layer or "(top level)")
+    case = ElementTree.SubElement(suite, "testcase", classname=checkpoint_title(entry), name=name)
+    failing = [f for f in findings if fail_on.fails(f.severity)]
+    if failing:
+        failure = ElementTree.SubElement(
+            case, "failure", type=" ".join(f.rule for f in failing), message=failing[0].message
+        )
+        failure.text = "\n".join(_line(f) for f in failing)
+    passing = [f for f in findings if not fail_on.fails(f.severity)]
+    if passing:
+        ElementTree.SubElement(case, "system-out").text = "\n".join(_line(f) for f in passing)
+    return 1 if failing else 0
+
+
+def _line(finding: Finding) -> str:
+    head = f"{finding.severity.value} {finding.rule} {finding.name}"
+    return f"{head}: {finding.message} (fix: {finding.fix})"
+
+
+def _count(suite: ElementTree.Element, tests: int, failures: int, errors: int) -> None:
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", "0")

@@ -1,0 +1,122 @@
+"""Every output format over one shared set of findings: golden files, and format rules.
+
+The shared report covers every kind of entry: layer findings of each severity, a
+checkpoint-level error (a pickle calling os.getcwd), a file holding two models and an
+unreadable file. Golden files are compared with the version blanked; set
+BNSTAT_UPDATE_GOLDEN=1 to rewrite them after an intended change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import jsonschema
+import pytest
+from zoo import REPO
+
+from bnstat import __version__
+from bnstat.analysis import analyze
+from bnstat.formats import EMITTERS, OutputFormat, View, render
+from bnstat.report import FailOn, Report
+from bnstat.rules import RULES
+from bnstat.settings import Settings
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
+SARIF_SCHEMA = Path(__file__).parents[1] / "data" / "sarif-schema-2.1.0.json"
+SHARED = [
+    "sample_checkpoints/bn004_dead_channel.pt",
+    "sample_checkpoints/bn005_collapsed_variance.safetensors",
+    "sample_checkpoints/pickle_payload.pt",
+    "sample_checkpoints/ema_stale.pt",
+    "sample_checkpoints/unreadable/empty.pt",
+]
+SUFFIX = {
+    OutputFormat.TABLE: "txt", OutputFormat.JSON: "json", OutputFormat.MARKDOWN: "md",
+    OutputFormat.SARIF: "sarif", OutputFormat.JUNIT: "xml", OutputFormat.GITHUB: "log",
+    OutputFormat.HTML: "html",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shared(monkeypatch_module) -> Report:  # type: ignore[no-untyped-def]
+    return analyze([Path(p) for p in SHARED], Settings(fail_on=FailOn.WARNING))
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():  # type: ignore[no-untyped-def]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)  # paths in the outputs are the relative ones given
+        yield patch
+
+
+def test_every_format_has_an_emitter():
+    assert set(EMITTERS) == set(OutputFormat)
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat))
+def test_golden_output(shared, fmt):
+    text = render(shared, fmt, View.INSPECT).replace(__version__, "VERSION")
+    golden = GOLDEN / f"report.{SUFFIX[fmt]}"
+    if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_sarif_validates_against_the_schema_and_lists_every_finding(shared):
+    log = json.loads(render(shared, OutputFormat.SARIF, View.CHECK))
+    jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text())).validate(log)
+    (run,) = log["runs"]
+    assert [rule["id"] for rule in run["tool"]["driver"]["rules"]] == [rule.code for rule in RULES]
+    assert len(run["results"]) == len(shared.findings)
+    levels = {r["ruleId"]: r["level"] for r in run["results"]}
+    assert levels["BN004"] == "warning" and levels["BN011"] == "error" and levels["BN009"] == "note"
+    assert run["invocations"][0]["executionSuccessful"] is False
+    fingerprints = [r["partialFingerprints"]["primaryLocationLineHash"] for r in run["results"]]
+    assert len(set(fingerprints)) == len(fingerprints)
+    ema = [
+        r
+        for r in run["results"]
+        if "ema_stale" in r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    ]
+    assert all(r["message"]["text"].startswith(("model:", "ema:")) for r in ema)
+
+
+def test_junit_counts_match_the_report(shared):
+    root = ElementTree.fromstring(render(shared, OutputFormat.JUNIT, View.CHECK))
+    suites = root.findall("testsuite")
+    assert len(suites) == len(shared.checkpoints)
+    failing = sum(
+        1
+        for entry in shared.checkpoints
+        for f in {x.layer for x in entry.findings if shared.fail_on.fails(x.severity)}
+    )
+    assert int(root.get("failures")) == failing
+    assert int(root.get("errors")) == 1
+    layers = sum(len(entry.layers) + 1 for entry in shared.checkpoints if entry.error is None)
+    assert int(root.get("tests")) == layers + 1
+    for suite in suites:
+        assert int(suite.get("tests")) == len(suite.findall("testcase"))
+
+
+def test_github_commands_escape_what_the_syntax_needs(tmp_path, state_dict, write_pt):
+    path = write_pt(
+        {
+            "bn.running_mean": state_dict["bn2d.running_mean"],
+            "bn.running_var": -state_dict["bn2d.running_var"],
+        },
+        name="a,b:c.pt",
+    )
+    report = analyze([path], Settings())
+    lines = render(report, OutputFormat.GITHUB, View.CHECK).splitlines()
+    assert lines[0].startswith("::error file=") and "a%2Cb%3Ac.pt" in lines[0]
+    assert "title=BN002 negative-variance::" in lines[0]
+    assert lines[-1].startswith("::notice title=bnstat::exit 1")
+
+
+def test_markdown_is_collapsible_per_checkpoint(shared):
+    text = render(shared, OutputFormat.MARKDOWN, View.CHECK)
+    assert text.count("<details") == len([e for e in shared.checkpoints if e.error is None])
+    assert "could not be read" in text
