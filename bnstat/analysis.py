@@ -21,6 +21,7 @@ from bnstat.errors import BnstatError, CheckpointError
 from bnstat.layer_batch import LayerBatch, read_layers
 from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint, open_checkpoint
+from bnstat.readers.base import printable
 from bnstat.report import (
     ChannelValues,
     CheckpointReport,
@@ -34,7 +35,7 @@ from bnstat.rules.base import RuleInput
 from bnstat.segments import SegmentStats, segment_stats
 from bnstat.settings import Settings
 
-MAX_CHANNELS = 2**22  # in all layers of a file: ~10x the largest real models; ~500 MB
+MAX_CHANNELS = 2**22  # in all layers of a file: ~10x the largest real models; ~500 MB of work
 
 PARALLEL_FROM = 4  # files: fewer are analysed faster in one process than in a pool
 
@@ -71,20 +72,23 @@ def _analyze_one(path: Path, settings: Settings, debug: bool) -> list[Checkpoint
     except BnstatError as err:
         if debug:
             raise
-        return [CheckpointReport(path=str(path), format=None, error=str(err))]
+        return [CheckpointReport(path=str(path), format=None, error=printable(str(err)))]
     except Exception as err:  # a bug or an input nobody foresaw: report it, keep going
         if debug:
             raise
         message = f"unexpected {type(err).__name__}: {err} (rerun with --debug for details)"
-        return [CheckpointReport(path=str(path), format=None, error=message)]
+        return [CheckpointReport(path=str(path), format=None, error=printable(message))]
 
 
 def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
-    """One entry per model found in the file (e.g. `model` and `ema`)."""
-    with open_checkpoint(path) as raw:
+    """One entry per model found in the file (e.g. `model` and `ema`).
+
+    NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
+    """
+    with open_checkpoint(path) as raw, np.errstate(all="ignore"):
         models = models_in(raw)
         channels = sum(ref.channels for _, refs in models for ref in refs)
-        if channels > MAX_CHANNELS:  # only shared or expanded storages get here cheaply
+        if channels > MAX_CHANNELS:  # cheap to ask for with views of one storage: refuse
             raise CheckpointError(
                 f"the file's normalization layers hold {channels} channels in all, over the "
                 f"limit of {MAX_CHANNELS}"

@@ -23,8 +23,15 @@ from types import FrameType
 from bnstat.errors import OutputError
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived while a file was being written."""
+class Terminated(SystemExit):
+    """SIGTERM arrived while a file was being written.
+
+    A `SystemExit` (status 143, as a shell reports a process ended by SIGTERM): cleanup
+    code sees it on its way out, and the interpreter exits quietly, without a traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
 
 
 @contextmanager
@@ -34,7 +41,7 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -50,22 +57,24 @@ def atomic_output(target: Path, like: Path | None = None) -> Iterator[Path]:
     The result gets the target's permissions if it exists, else those of `like`.
     """
     folder = target.parent
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".bnstat-tmp", dir=folder)
-    except OSError as err:
-        raise OutputError(f"cannot write in {folder}: {err.strerror or err}") from err
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        with _sigterm_raises():
+    with _sigterm_raises():  # before the temporary file exists, so none is ever orphaned
+        try:
+            handle, name = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=".bnstat-tmp", dir=folder
+            )
+        except OSError as err:
+            raise OutputError(f"cannot write in {folder}: {err.strerror or err}") from err
+        temporary = Path(name)
+        try:
+            os.close(handle)
             yield temporary
             _finish(temporary, target, like)
-    except OSError as err:
-        temporary.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        except OSError as err:
+            temporary.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 def _finish(temporary: Path, target: Path, like: Path | None) -> None:

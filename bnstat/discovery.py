@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from bnstat.errors import CheckpointError, UnsafeCheckpointError
 from bnstat.layout import StateDict, find_state_dicts
-from bnstat.readers.base import ModuleConstants, RawCheckpoint
+from bnstat.readers.base import ModuleConstants, RawCheckpoint, printable
 from bnstat.tensor_ref import TensorRef
 
 STAT_NAMES = ("running_mean", "running_var")
+MAX_MODELS = 1024  # state dicts with normalization layers in one file
 AFFINE_NAMES = ("weight", "bias")
 COUNT_NAME = "num_batches_tracked"
 
@@ -71,7 +72,7 @@ def _layer(name: str, members: dict[str, TensorRef], module: ModuleConstants | N
 
     count = members.get(COUNT_NAME)
     return LayerRefs(
-        name=name,
+        name=printable(name),  # printed in every report: no escape sequences from the file
         running_mean=mean,
         running_var=var,
         weight=matching("weight"),
@@ -93,4 +94,9 @@ def models_in(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
         raise CheckpointError("no tensors found in the file")
     models = [(state, find_layers(state)) for state in states]
     with_layers = [(state, refs) for state, refs in models if refs]
+    if len(with_layers) > MAX_MODELS:
+        raise CheckpointError(
+            f"the file holds {len(with_layers)} state dicts with normalization layers, over "
+            f"the limit of {MAX_MODELS}: refused"
+        )
     return with_layers or [max(models, key=lambda model: len(model[0].tensors))]

@@ -9,12 +9,12 @@ corrupt `model.pt` in a model zoo is reported, not silently skipped). Shards nam
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bnstat.errors import BnstatError, UsageError
+from bnstat.readers.safetensors_file import shard_names
 from bnstat.readers.sniff import Container, sniff
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
@@ -60,7 +60,6 @@ def _shards_named_by_indexes(indexes: Iterable[Path]) -> Iterable[Path]:
         try:
             if sniff(index) is not Container.SHARD_INDEX:
                 continue
-            weight_map = json.loads(index.read_bytes()).get("weight_map", {})
-            yield from (index.parent / name for name in set(weight_map.values()))
-        except (BnstatError, OSError, ValueError, AttributeError):
+            yield from (index.parent / name for name in set(shard_names(index)))
+        except (BnstatError, OSError):
             continue  # the index itself is reported when analysed

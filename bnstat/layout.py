@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnstat.errors import CheckpointError
-from bnstat.readers.base import ModuleConstants, RawCheckpoint
+from bnstat.readers.base import ModuleConstants, RawCheckpoint, printable
 from bnstat.readers.safe_pickle import TORCHSCRIPT_MODULE_PREFIX, Opaque
 from bnstat.tensor_ref import TensorRef
 
 MAX_DEPTH = 200
+MAX_WRAPPERS = 16  # nested DDP/compile/Lightning wrappers stripped from one state dict
+MAX_MODULE_VISITS = 2**17  # module objects visited while flattening pickled modules
+MAX_KEY_LENGTH = 4096  # characters of a tensor key built from nested module names
+MAX_STATE_DICTS = 2**20  # tensor-holding mappings (an optimizer state has one per parameter)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 BOOKKEEPING_KEYS = frozenset({"n_averaged"})
 _MODULE_STATE_KEYS = ("_parameters", "_buffers", "_modules")
@@ -52,7 +56,7 @@ def strip_wrapper_prefixes(state: StateDict) -> None:
 
     Bookkeeping entries of wrappers (`n_averaged` of `AveragedModel`) do not count.
     """
-    while True:
+    for _ in range(MAX_WRAPPERS):
         keys = [k for k in state.tensors if k not in BOOKKEEPING_KEYS]
         prefix = next(
             (p for p in WRAPPER_PREFIXES if keys and all(k.startswith(p) for k in keys)), None
@@ -66,8 +70,17 @@ def strip_wrapper_prefixes(state: StateDict) -> None:
         state.stripped_prefix += prefix
 
 
+def _name(key: Any) -> str:
+    """A key of the file as a name: itself if a string, else short (keys can be anything)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, int | float):
+        return str(key)[:40]
+    return f"<{type(key).__name__}>"
+
+
 def _path_name(path: tuple[str, ...]) -> str | None:
-    return "/".join(path) if path else None
+    return printable("/".join(path)) if path else None
 
 
 def _module_kind(obj: Opaque) -> str:
@@ -83,6 +96,28 @@ class _Finder:
         self.found: list[StateDict] = []
         self._seen: set[int] = set()
         self._module_classes = module_classes
+        self._module_visits = 0
+
+    def _visit_module(
+        self, obj: Opaque, prefix: str, ancestors: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """Count a module visit; a module may appear twice (shared), never inside itself.
+
+        A pickle can make a module tree a graph whose paths double at every level, or
+        give it names of any length; the visit count and key length bound the work.
+        """
+        if len(prefix) > MAX_KEY_LENGTH:
+            raise CheckpointError(f"a module name in the checkpoint is over {MAX_KEY_LENGTH} long")
+        self._module_visits += 1
+        if self._module_visits > MAX_MODULE_VISITS:
+            raise CheckpointError(
+                f"the checkpoint's module tree has over {MAX_MODULE_VISITS} module paths"
+            )
+        if id(obj) in ancestors:
+            raise CheckpointError(f"a pickled module ({obj.global_name}) contains itself")
+        if len(ancestors) > MAX_DEPTH:
+            raise CheckpointError(f"the checkpoint nests modules more than {MAX_DEPTH} deep")
+        return (*ancestors, id(obj))
 
     def walk(self, node: Any, path: tuple[str, ...]) -> None:
         if len(path) > MAX_DEPTH:
@@ -101,15 +136,15 @@ class _Finder:
     def _walk_mapping(self, node: Mapping[Any, Any], path: tuple[str, ...]) -> None:
         tensors = {k: v for k, v in node.items() if isinstance(v, TensorRef) and isinstance(k, str)}
         if tensors:
-            self.found.append(StateDict(_path_name(path), tensors))
+            self._add(StateDict(_path_name(path), tensors))
         for key, child in node.items():
             if not isinstance(child, TensorRef):
-                self.walk(child, (*path, str(key)))
+                self.walk(child, (*path, _name(key)))
 
     def _walk_object(self, obj: Opaque, path: tuple[str, ...]) -> None:
         state = obj.state
         if isinstance(state, Mapping) and any(k in state for k in _MODULE_STATE_KEYS):
-            self._add_module(obj, path, _flatten_nn_module, pickled_module=True)
+            self._add_module(obj, path, self._flatten_nn_module, pickled_module=True)
         elif obj.global_name.startswith(TORCHSCRIPT_MODULE_PREFIX) and isinstance(state, Mapping):
             self._add_module(obj, path, self._flatten_scripted)
         else:  # an unknown object: its state, items and arguments may hold a state dict
@@ -120,27 +155,49 @@ class _Finder:
         self, obj: Opaque, path: tuple[str, ...], flatten: Any, pickled_module: bool = False
     ) -> None:
         found = StateDict(_path_name(path), pickled_module=pickled_module)
-        for key, value in flatten(obj, ""):
+        for key, value in flatten(obj, "", ()):
             if isinstance(value, TensorRef):
                 found.tensors[key] = value
             else:
                 found.modules[key] = value
         if found.tensors:
-            self.found.append(found)
+            self._add(found)
 
-    def _flatten_scripted(self, obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
+    def _add(self, found: StateDict) -> None:
+        if len(self.found) >= MAX_STATE_DICTS:
+            raise CheckpointError(
+                f"the checkpoint holds over {MAX_STATE_DICTS} mappings of tensors: refused"
+            )
+        self.found.append(found)
+
+    def _flatten_scripted(
+        self, obj: Opaque, prefix: str, ancestors: tuple[int, ...]
+    ) -> Iterator[tuple[str, Any]]:
+        ancestors = self._visit_module(obj, prefix, ancestors)
         constants = self._module_classes.get(obj.global_name)
         if constants is not None:
             yield prefix.rstrip("."), constants
         for name, value in obj.state.items():
             if isinstance(value, TensorRef):
-                yield prefix + name, value
+                yield prefix + _name(name), value
             elif isinstance(value, Opaque) and isinstance(value.state, Mapping):
-                yield from self._flatten_scripted(value, f"{prefix}{name}.")
+                yield from self._flatten_scripted(value, f"{prefix}{_name(name)}.", ancestors)
+
+    def _flatten_nn_module(
+        self, obj: Opaque, prefix: str, ancestors: tuple[int, ...]
+    ) -> Iterator[tuple[str, Any]]:
+        """Parameters and buffers of a pickled `nn.Module` tree, named as `state_dict()` does."""
+        ancestors = self._visit_module(obj, prefix, ancestors)
+        yield from _module_members(obj, prefix)
+        children = obj.state.get("_modules")
+        if isinstance(children, Mapping):
+            for name, child in children.items():
+                if isinstance(child, Opaque) and isinstance(child.state, Mapping):
+                    yield from self._flatten_nn_module(child, f"{prefix}{_name(name)}.", ancestors)
 
 
-def _flatten_nn_module(obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
-    """Parameters and buffers of a pickled `nn.Module` tree, as `state_dict()` names them."""
+def _module_members(obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
+    """A pickled module's own constants, parameters and buffers."""
     state = obj.state
     buffers = state.get("_buffers")
     if isinstance(buffers, Mapping) and isinstance(buffers.get("running_mean"), TensorRef):
@@ -157,9 +214,4 @@ def _flatten_nn_module(obj: Opaque, prefix: str) -> Iterator[tuple[str, Any]]:
         if isinstance(members, Mapping):
             for name, value in members.items():
                 if isinstance(value, TensorRef):
-                    yield prefix + str(name), value
-    children = state.get("_modules")
-    if isinstance(children, Mapping):
-        for name, child in children.items():
-            if isinstance(child, Opaque) and isinstance(child.state, Mapping):
-                yield from _flatten_nn_module(child, f"{prefix}{name}.")
+                    yield prefix + _name(name), value

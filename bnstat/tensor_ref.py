@@ -3,7 +3,9 @@
 Readers describe every tensor in a checkpoint with a `TensorRef` (type, shape, strides and
 a `ByteSource` for its storage) without touching the tensor data, so that inspecting a
 multi-gigabyte checkpoint costs what its BatchNorm buffers cost. Every read is bounds
-checked against the storage, so a hostile header cannot make bnstat read past a region.
+checked against the storage, so a hostile header cannot make bnstat read past a region,
+and a view that shows the same stored elements many times over (stride 0, as `expand()`
+makes) is expanded only up to a bound, so a tiny file cannot ask for gigabytes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import numpy as np
 
 from bnstat.dtypes import DType, decode
 from bnstat.errors import CheckpointError
+
+MAX_NUMEL = 2**63  # torch sizes are int64
+MAX_EXPANDED = 2**20  # elements a view may show beyond those it stores
 
 
 class ByteSource(Protocol):
@@ -101,6 +106,28 @@ def _check_span(start: int, length: int, size: int) -> None:
         )
 
 
+def checked_numel(shape: tuple[int, ...] | list[int]) -> int:
+    """The element count of a shape; readers call it on every shape a file gives.
+
+    A shape whose non-zero sizes multiply to 2**63 or more is refused: no tensor has one,
+    and numbers that large would make every later size computation slow.
+    """
+    numel, empty = 1, False
+    for dim in shape:
+        if dim == 0:
+            empty = True
+            continue
+        numel *= dim
+        if numel >= MAX_NUMEL:
+            raise CheckpointError(f"a tensor shape with over 2**63 elements: {_brief(shape)}")
+    return 0 if empty else numel
+
+
+def _brief(shape: tuple[int, ...] | list[int]) -> str:
+    text = str(list(shape[:8]))
+    return text[:-1] + ", ...]" if len(shape) > 8 else text
+
+
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides, step = [], 1
     for dim in reversed(shape):
@@ -146,6 +173,12 @@ class TensorRef:
     def read(self) -> np.ndarray:
         """The tensor's values as a numpy array of its shape (bfloat16 widened to float32)."""
         start, length = self.byte_span()
+        stored = length // self.dtype.itemsize
+        if self.numel > stored + MAX_EXPANDED:
+            raise CheckpointError(
+                f"a tensor of shape {_brief(self.shape)} views only {stored} stored elements: "
+                f"refusing to expand it to {self.numel}"
+            )
         try:
             flat = decode(self.source.read(start, length), self.dtype, self.big_endian)
         except ValueError as err:

@@ -9,6 +9,18 @@ from pathlib import Path
 from typing import Any
 
 
+def printable(text: str, limit: int = 500) -> str:
+    """Text from a file made safe to print: control characters escaped, length bounded.
+
+    Names in a checkpoint (globals, keys, archive members) can hold terminal escape
+    sequences or newlines that forge output lines (a CI annotation, say); what bnstat
+    prints of them goes through here.
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class CheckpointFormat(str, enum.Enum):
     """File formats bnstat reads; the values are the `format` field of the JSON report."""
 

@@ -7,15 +7,21 @@ rebuilders that produce lazy `TensorRef`s) or an inert placeholder class. Placeh
 record the arguments and state the pickle gives them and are never called back, so an
 optimizer, an `argparse.Namespace` or a Lightning hyper-parameter object still lets the
 tensors through, while `os.system` becomes a harmless record naming itself.
+
+Nor can a pickle make loading it cost without bound: `bnstat.readers.pickle_scan` walks
+its opcodes first and charges what they allocate to a budget, and every call the
+unpickler makes here (allow-listed functions, placeholders) charges what it copies to the
+same budget, so an argument handed out again and again by the memo cannot multiply.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from bnstat.dtypes import (
     DTYPES,
@@ -26,15 +32,21 @@ from bnstat.dtypes import (
     opaque_dtype,
 )
 from bnstat.errors import CheckpointError
-from bnstat.tensor_ref import ByteSource, TensorRef
+from bnstat.readers.base import printable
+from bnstat.readers.pickle_scan import PickleBudget, PickleScanner
+from bnstat.tensor_ref import ByteSource, TensorRef, checked_numel
 
 TORCHSCRIPT_MODULE_PREFIX = "__torch__"
+MAX_DIMENSION = 2**63  # torch sizes, strides and offsets are int64
+_OPAQUE_BYTES = 640  # a placeholder instance with its attribute dict and empty containers
+SHOWN_GLOBALS = 6
 
 
 class Opaque:
     """Stand-in for an object whose class is not allow-listed: it records, it never acts."""
 
     global_name = "?"
+    budget: PickleBudget | None = None  # the load that creates instances pays for them
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     state: Any
@@ -42,6 +54,8 @@ class Opaque:
     elements: list[Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
+        if cls.budget is not None:
+            cls.budget.charge(_OPAQUE_BYTES + _call_bytes(args, kwargs, 0), cls.global_name)
         obj = object.__new__(cls)
         obj.__dict__.update(args=args, kwargs=kwargs, state=None, items={}, elements=[])
         return obj
@@ -51,6 +65,10 @@ class Opaque:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.__dict__["items"][key] = value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:
+        """Calling a placeholder (a refused call's result) records another placeholder."""
+        return type(self)(*args, **kwargs)
 
     def append(self, value: Any) -> None:
         self.__dict__["elements"].append(value)
@@ -62,21 +80,32 @@ class Opaque:
         return f"<opaque {self.global_name}>"
 
 
-@dataclass(frozen=True)
+class PickledOrderedDict(collections.OrderedDict[Any, Any]):
+    """What `collections.OrderedDict` unpickles to: one that ignores pickled attributes.
+
+    A state dict pickles its `_metadata` attribute, which bnstat does not need; setting
+    attributes from the file would let a pickle copy one large dict again and again.
+    """
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
 class StorageKind:
     """What `torch.FloatStorage` and friends unpickle to: only their element type."""
 
     dtype: DType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DTypeMarker:
     """What `torch.float32` and friends unpickle to."""
 
     dtype: DType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageRef:
     """A storage named by a persistent id, resolved to its bytes by the reader."""
 
@@ -94,19 +123,20 @@ class PickleResult:
 
     root: Any
     refused_globals: list[str] = field(default_factory=list)
+    end: int = 0  # offset just after the pickle's STOP opcode
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, tuple | list):
         raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
     for v in value:
-        if type(v) is not int or v < 0:  # bool is not int here, as it should be
+        if type(v) is not int or not 0 <= v < MAX_DIMENSION:  # bool is not int here
             raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
     return tuple(value)
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_DIMENSION
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: DType | None) -> TensorRef:
@@ -117,6 +147,7 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: DType | No
     shape, strides = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if len(shape) != len(strides):
         raise CheckpointError("a tensor's size and stride differ in length")
+    checked_numel(shape)
     return TensorRef(
         dtype or storage.dtype, shape, storage.source, offset, strides, storage.big_endian
     )
@@ -149,19 +180,22 @@ def first_argument(value: Any, *_: Any) -> Any:
     return value
 
 
-def latin1_bytes(text: Any, encoding: str = "utf-8") -> bytes:
+def latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
     """`_codecs.encode`, as protocol 2 uses it for bytes objects; other codecs are refused."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise CheckpointError(f"refused _codecs.encode with codec {encoding!r}")
+        codec = repr(encoding[:20]) if isinstance(encoding, str) else type(encoding).__name__
+        raise CheckpointError(f"refused _codecs.encode with codec {codec}")
     return text.encode("latin1")
 
 
 def torch_device(*args: Any) -> str:
-    return ":".join(str(a) for a in args)
+    if not all(isinstance(a, str | int) and not isinstance(a, bool) for a in args):
+        raise CheckpointError("a torch.device with arguments that are not names or numbers")
+    return ":".join(str(a) for a in args)[:100]
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "OrderedDict"): PickledOrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,
@@ -183,6 +217,21 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+_HASHED_ITEM = 64  # bytes per element for a callee that may copy a container into a set
+_COPY_BYTES = {  # callees that copy less, or nothing
+    ("_codecs", "encode"): 1,
+    ("torch", "Size"): 8,
+    ("torch", "device"): 1,
+    ("torch._utils", "_rebuild_parameter"): 0,
+    ("torch._utils", "_rebuild_parameter_with_state"): 0,
+    ("torch.jit._pickle", "build_intlist"): 0,
+    ("torch.jit._pickle", "build_doublelist"): 0,
+    ("torch.jit._pickle", "build_boollist"): 0,
+    ("torch.jit._pickle", "build_tensorlist"): 0,
+    ("torch.jit._pickle", "restore_type_tag"): 0,
+}
+
+
 def _storage_dtype(name: str) -> DType | None:
     if name in TORCH_STORAGE_DTYPES:
         return DTYPES[TORCH_STORAGE_DTYPES[name]]
@@ -191,30 +240,87 @@ def _storage_dtype(name: str) -> DType | None:
     return None
 
 
+_SIZED = (str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict)
+
+
+def _call_bytes(args: tuple[Any, ...], kwargs: dict[str, Any], item_bytes: int) -> int:
+    """What a call may allocate: its argument tuple, plus `item_bytes` per element of each
+    argument that is a container or string (what a callee that copies it needs)."""
+    total = 8 * (len(args) + len(kwargs))
+    if item_bytes:
+        for value in (*args, *kwargs.values()) if kwargs else args:
+            if type(value) in _SIZED:
+                total += item_bytes * len(value)
+    return total
+
+
+class _Guarded:
+    """An allow-listed callable that charges the load's budget for its arguments first.
+
+    Instances have no `__dict__`, so BUILD cannot set attributes on them either.
+    """
+
+    __slots__ = ("budget", "func", "item_bytes", "name")
+
+    def __init__(self, key: tuple[str, str], budget: PickleBudget) -> None:
+        self.func, self.name, self.budget = _ALLOWED[key], ".".join(key), budget
+        self.item_bytes = _COPY_BYTES.get(key, _HASHED_ITEM)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.budget.charge(_call_bytes(args, kwargs, self.item_bytes), self.name)
+        return self.func(*args, **kwargs)
+
+
+def _data_global(module: str, name: str) -> StorageKind | DTypeMarker | None:
+    """What a storage type or dtype global unpickles to, or None for any other global."""
+    if module in ("torch", "torch.storage", "torch.cuda"):
+        storage = _storage_dtype(name)
+        if storage is not None:
+            return StorageKind(storage)
+    if module == "torch" and name in TORCH_DTYPE_NAMES:
+        return DTypeMarker(DTYPES[TORCH_DTYPE_NAMES[name]])
+    return None
+
+
+def unlisted_globals(found: Iterable[tuple[str, str]]) -> list[str]:
+    """Of (module, name) globals, those the unpickler would refuse and report."""
+    return [
+        printable(f"{module}.{name}")
+        for module, name in found
+        if (module, name) not in _ALLOWED
+        and _data_global(module, name) is None
+        and not module.startswith(TORCHSCRIPT_MODULE_PREFIX)
+    ]
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, stream: IO[bytes], resolve: StorageResolver, big_endian: bool) -> None:
-        super().__init__(stream)
+    def __init__(
+        self, data: bytes, resolve: StorageResolver, big_endian: bool, budget: PickleBudget
+    ) -> None:
+        super().__init__(io.BytesIO(data))
         self._resolve = resolve
         self._big_endian = big_endian
+        self._budget = budget
         self._placeholders: dict[str, type[Opaque]] = {}
+        self._guarded: dict[tuple[str, str], _Guarded] = {}
         self.refused: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
-            return allowed
-        if module in ("torch", "torch.storage", "torch.cuda"):
-            storage = _storage_dtype(name)
-            if storage is not None:
-                return StorageKind(storage)
-        if module == "torch" and name in TORCH_DTYPE_NAMES:
-            return DTypeMarker(DTYPES[TORCH_DTYPE_NAMES[name]])
-        return self._placeholder(f"{module}.{name}", module)
+            guarded = self._guarded.get((module, name))
+            if guarded is None:
+                guarded = _Guarded((module, name), self._budget)
+                self._guarded[module, name] = guarded
+            return guarded
+        return _data_global(module, name) or self._placeholder(
+            printable(f"{module}.{name}"), module
+        )
 
     def _placeholder(self, qualified: str, module: str) -> type[Opaque]:
         cls = self._placeholders.get(qualified)
         if cls is None:
-            cls = type("Opaque", (Opaque,), {"global_name": qualified})
+            cls = type("Opaque", (Opaque,), {"global_name": qualified, "budget": self._budget})
             self._placeholders[qualified] = cls
             if not module.startswith(TORCHSCRIPT_MODULE_PREFIX):
                 self.refused.append(qualified)
@@ -222,34 +328,62 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise CheckpointError(f"unsupported persistent id in pickle: {str(pid)[:60]}")
+            what = repr(pid[0])[:40] if isinstance(pid, tuple) and pid else type(pid).__name__
+            raise CheckpointError(f"unsupported persistent id in pickle: {what}")
         kind, key, _location, numel = pid[1:5]
         if not isinstance(kind, StorageKind):
             raise CheckpointError("a storage names an unknown storage type")
-        if not isinstance(key, str) or not _is_count(numel):
+        if not isinstance(key, str) or len(key) > 4096 or not _is_count(numel):
             raise CheckpointError("a storage has a malformed key or size")
         if len(pid) > 5 and pid[5] is not None:
             raise CheckpointError("storage views from pre-0.4 torch are not supported")
         return StorageRef(kind.dtype, self._resolve(key, kind.dtype, numel), self._big_endian)
 
 
-def load_pickle(
-    stream: IO[bytes], resolve: StorageResolver, big_endian: bool = False
-) -> PickleResult:
-    """Rebuild the object tree of the pickle at the stream's position.
+def scan_pickle(data: bytes) -> PickleScanner:
+    """Check the pickle at the start of `data` against the budget and find its end."""
+    scanner = PickleScanner()
+    if scanner.scan(data) is None:
+        raise CheckpointError(
+            f"corrupt pickle: truncated (its {len(data)} bytes end without a STOP opcode)"
+        )
+    return scanner
 
-    Storages are resolved through `resolve`. The stream is left just after the pickle's
-    STOP opcode, so a run of pickles can be read one after another.
+
+def load_pickle(
+    data: bytes,
+    resolve: StorageResolver,
+    big_endian: bool = False,
+    scanned: PickleScanner | None = None,
+) -> PickleResult:
+    """Rebuild the object tree of the pickle at the start of `data`.
+
+    Storages are resolved through `resolve`. The pickle is first scanned (unless
+    `scanned` is that scan), so a pickle whose loading would exceed the budget is refused
+    before any of it runs; `end` of the result is where the pickle stops in `data`.
     """
-    unpickler = _Unpickler(stream, resolve, big_endian)
+    scanner = scanned if scanned is not None else scan_pickle(data)
+    unpickler = _Unpickler(data, resolve, big_endian, scanner.budget)
     try:
         root = unpickler.load()
-    except CheckpointError:
-        raise
+    except CheckpointError as err:
+        raise CheckpointError(naming_refused(str(err), unpickler.refused)) from err
     except RecursionError as err:
-        raise CheckpointError("the pickle nests containers too deeply") from err
+        message = "the pickle nests containers too deeply"
+        raise CheckpointError(naming_refused(message, unpickler.refused)) from err
     except MemoryError as err:
-        raise CheckpointError("the pickle asks for more memory than it can hold") from err
+        message = "the pickle asks for more memory than it can hold"
+        raise CheckpointError(naming_refused(message, unpickler.refused)) from err
     except Exception as err:  # any other failure is a malformed pickle, never a crash
-        raise CheckpointError(f"corrupt pickle: {type(err).__name__}: {err}") from err
-    return PickleResult(root, unpickler.refused)
+        message = f"corrupt pickle: {type(err).__name__}: {str(err)[:200]}"
+        raise CheckpointError(naming_refused(message, unpickler.refused)) from err
+    return PickleResult(root, unpickler.refused, scanner.pos)
+
+
+def naming_refused(message: str, refused: Sequence[str]) -> str:
+    """An error that also says which globals the file's pickles asked for before it failed."""
+    unnamed = [name for name in dict.fromkeys(refused) if name not in message]
+    if not unnamed:
+        return message
+    shown = ", ".join(unnamed[:SHOWN_GLOBALS]) + (", ..." if len(unnamed) > SHOWN_GLOBALS else "")
+    return f"{message}; the pickle references {shown} (refused, not run)"

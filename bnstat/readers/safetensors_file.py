@@ -10,7 +10,6 @@ maps tensor names to shard files in the same folder.
 from __future__ import annotations
 
 import json
-import math
 import re
 from itertools import pairwise
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any
 from bnstat.dtypes import DTYPES, OPAQUE_ITEMSIZES, SAFETENSORS_DTYPES, DType, opaque_dtype
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
-from bnstat.tensor_ref import FileRegion, OpenFile, TensorRef
+from bnstat.tensor_ref import MAX_NUMEL, FileRegion, OpenFile, TensorRef, checked_numel
 
 MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
 MAX_INDEX_BYTES = 64 * 2**20
+MAX_JSON_VALUES = 2**21  # ~10 per tensor: 200,000 tensors, each parsed value ~100 bytes
 
 
 def looks_like_safetensors(head: bytes) -> bool:
@@ -35,7 +35,7 @@ def _dtype(code: Any, name: str) -> DType:
         return DTYPES[SAFETENSORS_DTYPES[code]]
     if code in OPAQUE_ITEMSIZES:
         return opaque_dtype(code, OPAQUE_ITEMSIZES[code])
-    raise CheckpointError(f"tensor {name!r} has an unknown dtype {str(code)[:20]!r}")
+    raise CheckpointError(f"tensor {_brief(name)} has an unknown dtype {str(code)[:20]!r}")
 
 
 def natural_key(name: str) -> list[tuple[int, int | str]]:
@@ -43,13 +43,17 @@ def natural_key(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
 
 
+def _brief(name: str) -> str:
+    return repr(name) if len(name) <= 80 else repr(name[:80]) + "..."
+
+
 def _entry(info: Any, name: str, data_start: int, data_size: int, file: OpenFile) -> TensorRef:
     if not isinstance(info, dict):
-        raise CheckpointError(f"header entry {name!r} is not an object")
+        raise CheckpointError(f"header entry {_brief(name)} is not an object")
     dtype = _dtype(info.get("dtype"), name)
     shape, offsets = info.get("shape"), info.get("data_offsets")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise CheckpointError(f"tensor {name!r} has an invalid shape")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < MAX_NUMEL for d in shape):
+        raise CheckpointError(f"tensor {_brief(name)} has an invalid shape")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
@@ -57,13 +61,18 @@ def _entry(info: Any, name: str, data_start: int, data_size: int, file: OpenFile
         or not 0 <= offsets[0] <= offsets[1] <= data_size
     ):
         raise CheckpointError(
-            f"tensor {name!r} has byte range {offsets} outside the {data_size}-byte data section"
+            f"tensor {_brief(name)} has byte range {str(offsets)[:60]} outside the "
+            f"{data_size}-byte data section"
         )
     begin, end = offsets
-    if math.prod(shape) * dtype.itemsize != end - begin:
+    try:
+        needed = checked_numel(shape) * dtype.itemsize
+    except CheckpointError as err:
+        raise CheckpointError(f"tensor {_brief(name)}: {err}") from None
+    if needed != end - begin:
         raise CheckpointError(
-            f"tensor {name!r}: shape {shape} of {dtype.name} needs "
-            f"{math.prod(shape) * dtype.itemsize} bytes but its range holds {end - begin}"
+            f"tensor {_brief(name)}: shape {str(shape)[:60]} of {dtype.name} needs "
+            f"{needed} bytes but its range holds {end - begin}"
         )
     return TensorRef(dtype, tuple(shape), FileRegion(file, data_start + begin, end - begin))
 
@@ -76,7 +85,20 @@ def _check_no_overlap(tensors: dict[str, TensorRef]) -> None:
     )
     for (_, end, first), (start, _, second) in pairwise(spans):
         if start < end:
-            raise CheckpointError(f"tensors {first!r} and {second!r} overlap in the file")
+            raise CheckpointError(
+                f"tensors {_brief(first)} and {_brief(second)} overlap in the file"
+            )
+
+
+def _parse_json(text: bytes, what: str) -> Any:
+    """JSON from a file, refused when it holds so many values that parsing it is a bomb."""
+    values = text.count(b",") + text.count(b"[") + text.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise CheckpointError(f"{what} holds over {MAX_JSON_VALUES} JSON values: refused")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:  # ValueError covers decoding and int limits
+        raise CheckpointError(f"corrupt {what}: {str(err)[:200]}") from err
 
 
 def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
@@ -88,10 +110,7 @@ def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
         raise CheckpointError(f"safetensors header claims {length} bytes, over the 100 MB limit")
     if length > file.size - 8:
         raise CheckpointError(f"safetensors header claims {length} bytes but the file is shorter")
-    try:
-        header = json.loads(file.pread(8, length))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"corrupt safetensors header: {err}") from err
+    header = _parse_json(file.pread(8, length), "safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -121,20 +140,23 @@ def is_shard_index(head: bytes) -> bool:
     return head.lstrip()[:1] == b"{" and b"weight_map" in head
 
 
-def read_sharded(path: Path) -> RawCheckpoint:
-    """Read a `*.safetensors.index.json` and every shard it names, as one mapping."""
+def shard_names(path: Path) -> list[str]:
+    """The shard file names a `*.safetensors.index.json` maps tensors to, one per tensor."""
     if path.stat().st_size > MAX_INDEX_BYTES:
         raise CheckpointError("shard index is larger than 64 MB")
-    try:
-        index = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"corrupt shard index: {err}") from err
+    index = _parse_json(path.read_bytes(), "shard index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError("shard index has no valid weight_map")
+    return list(weight_map.values())
+
+
+def read_sharded(path: Path) -> RawCheckpoint:
+    """Read a `*.safetensors.index.json` and every shard it names, as one mapping."""
+    shards = shard_names(path)
     checkpoint = RawCheckpoint(path, CheckpointFormat.SAFETENSORS, {})
     try:
-        for shard in sorted(set(weight_map.values())):
+        for shard in sorted(set(shards)):
             checkpoint.root.update(_read_shard(path.parent, shard, checkpoint))
     except BaseException:
         checkpoint.close()

@@ -8,6 +8,7 @@ they appear to be, which is more use than "unsupported format".
 from __future__ import annotations
 
 import enum
+import stat
 from pathlib import Path
 
 from bnstat.errors import CheckpointError
@@ -37,9 +38,12 @@ _NOT_SUPPORTED = (
 def sniff(path: Path) -> Container:
     """The container format of `path`, or a `CheckpointError` saying what the file is."""
     try:
-        size = path.stat().st_size
-        if path.is_dir():
+        status = path.stat()
+        size = status.st_size
+        if stat.S_ISDIR(status.st_mode):
             raise CheckpointError("is a directory, not a checkpoint file")
+        if not stat.S_ISREG(status.st_mode):  # a FIFO or a device: opening it can block
+            raise CheckpointError("not a regular file (a pipe, socket or device)")
         with path.open("rb") as handle:
             head = handle.read(HEAD_BYTES)
             handle.seek(257)

@@ -4,12 +4,13 @@ The file is a run of pickles: a magic number, a protocol version, a system-info 
 object tree (storages appear as persistent ids) and the sorted list of storage keys; then,
 for each key in that order, an 8-byte element count and the storage's raw bytes. The
 object tree is rebuilt by the safe unpickler; storage offsets are found by walking the
-8-byte headers, so only BatchNorm tensors are ever read.
+8-byte headers, so only BatchNorm tensors are ever read. Each pickle is scanned before it
+is loaded (which also finds where it ends), and anything after the last storage, where
+torch writes nothing, is scanned for the globals a payload there would call.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,11 +18,17 @@ from typing import Any, Literal
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
-from bnstat.readers.safe_pickle import PickleResult, load_pickle
+from bnstat.readers.pickle_scan import PickleScanner, scan_globals
+from bnstat.readers.safe_pickle import (
+    StorageResolver,
+    load_pickle,
+    naming_refused,
+    unlisted_globals,
+)
 from bnstat.tensor_ref import ByteSource, FileRegion, OpenFile
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
-MAX_PICKLE_BYTES = 256 * 2**20
+MAX_PICKLE_BYTES = 128 * 2**20
 
 
 def is_legacy_header(head: bytes) -> bool:
@@ -33,30 +40,20 @@ def is_legacy_header(head: bytes) -> bool:
     )
 
 
-class _FileStream(io.RawIOBase):
-    """The file from a position on, readable for at most `limit` bytes (bounds pickles)."""
-
-    def __init__(self, file: OpenFile, limit: int) -> None:
-        self._file, self._pos, self._end = file, 0, min(file.size, limit)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        self._pos = pos if whence == io.SEEK_SET else self._pos + pos
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._file.pread(self._pos, max(0, min(len(buffer), self._end - self._pos)))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+def _pickle_at(file: OpenFile, start: int) -> tuple[bytes, PickleScanner]:
+    """The bytes of the pickle that starts at `start`, scanned: read in growing chunks."""
+    available = min(file.size - start, MAX_PICKLE_BYTES)
+    scanner = PickleScanner()
+    data = b""
+    while True:
+        want = min(available, max(scanner.needed, 2 * len(data), 2**16))
+        if want <= len(data):
+            if available < file.size - start:
+                raise CheckpointError(f"a pickle in the file is over {MAX_PICKLE_BYTES} bytes")
+            raise CheckpointError("legacy torch file ends inside a pickle: truncated")
+        data += file.pread(start + len(data), want - len(data))
+        if scanner.scan(data) is not None:
+            return data, scanner
 
 
 @dataclass
@@ -87,6 +84,9 @@ def read_torch_legacy(path: Path) -> RawCheckpoint:
     checkpoint = RawCheckpoint(path, CheckpointFormat.TORCH_LEGACY, None, closers=[file.close])
     try:
         _fill(checkpoint, file)
+    except CheckpointError as err:
+        checkpoint.close()
+        raise CheckpointError(naming_refused(str(err), checkpoint.refused_globals)) from err
     except BaseException:
         checkpoint.close()
         raise
@@ -98,8 +98,17 @@ def _no_storage(key: str, dtype: DType, numel: int) -> ByteSource:
 
 
 def _fill(checkpoint: RawCheckpoint, file: OpenFile) -> None:
-    stream = io.BufferedReader(_FileStream(file, MAX_PICKLE_BYTES))
-    header = [load_pickle(stream, _no_storage).root for _ in range(3)]
+    position = 0
+
+    def next_pickle(resolve: StorageResolver, big_endian: bool = False) -> Any:
+        nonlocal position
+        data, scanner = _pickle_at(file, position)
+        result = load_pickle(data, resolve, big_endian, scanned=scanner)
+        position += result.end
+        checkpoint.refused_globals += tuple(result.refused_globals)
+        return result.root
+
+    header = [next_pickle(_no_storage) for _ in range(3)]
     if header[0] != MAGIC_NUMBER or not isinstance(header[2], dict):
         raise CheckpointError("not a legacy torch file: bad magic number or system info")
     little_endian = header[2].get("little_endian", True)
@@ -108,13 +117,15 @@ def _fill(checkpoint: RawCheckpoint, file: OpenFile) -> None:
     def resolve(key: str, dtype: DType, numel: int) -> ByteSource:
         return storages.setdefault(key, _LegacyStorage(dtype, numel))
 
-    result: PickleResult = load_pickle(stream, resolve, big_endian=not little_endian)
-    keys = load_pickle(stream, _no_storage).root
+    checkpoint.root = next_pickle(resolve, big_endian=not little_endian)
+    keys = next_pickle(_no_storage)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise CheckpointError("legacy torch file has a corrupt storage key list")
-    _place_storages(file, stream.tell(), keys, storages, little_endian)
-    checkpoint.root = result.root
-    checkpoint.refused_globals = tuple(result.refused_globals)
+    end = _place_storages(file, position, keys, storages, little_endian)
+    if end < file.size:  # torch writes nothing here: report what a payload there names
+        trailing = file.pread(end, min(file.size - end, MAX_PICKLE_BYTES))
+        checkpoint.refused_globals += tuple(unlisted_globals(scan_globals(trailing)))
+    checkpoint.refused_globals = tuple(dict.fromkeys(checkpoint.refused_globals))
 
 
 def _place_storages(
@@ -123,8 +134,8 @@ def _place_storages(
     keys: list[str],
     storages: dict[str, _LegacyStorage],
     little_endian: bool,
-) -> None:
-    """Walk the storage records after the pickles and give each storage its file region."""
+) -> int:
+    """Give each storage its file region; returns where the last storage record ends."""
     byteorder: Literal["little", "big"] = "little" if little_endian else "big"
     for key in keys:
         storage = storages.get(key)
@@ -136,3 +147,4 @@ def _place_storages(
             raise CheckpointError(f"storage {key} runs past the end of the file: truncated")
         storage.region = FileRegion(file, position + 8, size)
         position += 8 + size
+    return position

@@ -4,12 +4,16 @@ Layout: `<root>/data.pkl` is the pickled object tree, `<root>/data/<key>` holds 
 `key`'s raw bytes, `<root>/byteorder` says their endianness. TorchScript archives add
 `<root>/code/` and `<root>/constants.pkl`. Storage members are stored uncompressed by
 torch, so a tensor's bytes are read straight from the file at a known offset; only the
-members that BatchNorm tensors live in are ever read.
+members that BatchNorm tensors live in are ever read. An archive someone recompressed
+still reads, within a bound on what it may decompress.
+
+Bytes torch never unpickles still get looked at: what follows the STOP of `data.pkl`
+and any other `.pkl` member are scanned (never loaded) for the globals they name, so a
+payload hidden there is reported like one in `data.pkl`.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -18,12 +22,16 @@ from pathlib import Path
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint
-from bnstat.readers.safe_pickle import load_pickle
+from bnstat.readers.pickle_scan import scan_globals
+from bnstat.readers.safe_pickle import load_pickle, naming_refused, unlisted_globals
 from bnstat.readers.torchscript_code import class_constants
 from bnstat.tensor_ref import ByteSource, FileRegion, MemoryRegion, OpenFile
 
-MAX_PICKLE_BYTES = 256 * 2**20
+MAX_PICKLE_BYTES = 128 * 2**20
 MAX_CODE_BYTES = 64 * 2**20
+MAX_MEMBERS = 2**20  # a torch archive holds one member per storage, plus a few
+MAX_SCANNED_BYTES = 64 * 2**20  # of pickle members scanned for globals, not loaded
+MAX_INFLATED_BYTES = 256 * 2**20  # decompressed in all, for the rare compressed archive
 _LOCAL_HEADER = struct.Struct("<4s5HLLLHH")
 
 
@@ -53,8 +61,9 @@ class _Members:
         self._archive = archive
         self._file = file
         self._cache: dict[str, ByteSource] = {}
+        self._inflated = 0
 
-    def source(self, name: str, limit: int | None = None) -> ByteSource:
+    def source(self, name: str, limit: int | None = None, cache: bool = True) -> ByteSource:
         cached = self._cache.get(name)
         if cached is not None:
             return cached
@@ -70,7 +79,8 @@ class _Members:
         source = (
             self._raw(info) if info.compress_type == zipfile.ZIP_STORED else self._inflate(info)
         )
-        self._cache[name] = source
+        if cache:
+            self._cache[name] = source
         return source
 
     def _raw(self, info: zipfile.ZipInfo) -> ByteSource:
@@ -89,10 +99,45 @@ class _Members:
     def _inflate(self, info: zipfile.ZipInfo) -> ByteSource:
         if info.file_size > MAX_PICKLE_BYTES:
             raise CheckpointError(f"compressed archive member {info.filename} is too large")
+        return _Compressed(self, info)
+
+    def inflate(self, info: zipfile.ZipInfo) -> bytes:
+        """A compressed member's bytes, within what the archive may decompress in all."""
+        self._inflated += info.file_size
+        if self._inflated > MAX_INFLATED_BYTES:
+            raise CheckpointError(
+                f"archive member {info.filename}: decompressing it would take the archive "
+                f"over {MAX_INFLATED_BYTES // 2**20} MiB of decompressed data"
+            )
         try:
-            return MemoryRegion(self._archive.read(info))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-            raise CheckpointError(f"archive member {info.filename}: {err}") from err
+            return self._archive.read(info)
+        except Exception as err:  # zlib, bz2 and lzma errors, unknown methods, encryption
+            raise CheckpointError(
+                f"archive member {info.filename}: cannot decompress: {type(err).__name__}: {err}"
+            ) from err
+
+
+class _Compressed:
+    """A compressed archive member, decompressed when first read, not when named."""
+
+    def __init__(self, members: _Members, info: zipfile.ZipInfo) -> None:
+        self._members, self._info = members, info
+        self._data: MemoryRegion | None = None
+
+    @property
+    def size(self) -> int:
+        return self._info.file_size
+
+    @property
+    def file_offset(self) -> int | None:
+        return None
+
+    def read(self, start: int, length: int) -> bytes:
+        if self._data is None:
+            self._data = MemoryRegion(self._members.inflate(self._info))
+            if self._data.size != self._info.file_size:
+                raise CheckpointError(f"archive member {self._info.filename} has a wrong size")
+        return self._data.read(start, length)
 
 
 def _read_text(members: _Members, name: str, limit: int) -> str:
@@ -113,18 +158,61 @@ def _torchscript_classes(
     return found
 
 
+def _member_count(file: OpenFile) -> int | None:
+    """Entries the end-of-central-directory record declares, read before zipfile parses it."""
+    tail_start = max(0, file.size - 65557)
+    tail = file.pread(tail_start, file.size - tail_start)
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or end + 22 > len(tail):
+        return None  # zipfile says what is wrong
+    count: int = struct.unpack_from("<H", tail, end + 10)[0]
+    locator = tail.rfind(b"PK\x06\x07", 0, end)
+    if count == 0xFFFF and locator >= 0 and locator + 20 <= len(tail):
+        record = struct.unpack_from("<Q", tail, locator + 8)[0]
+        if record + 40 <= file.size:
+            count = struct.unpack("<Q", file.pread(record + 32, 8))[0]
+    return count
+
+
+def _other_pickles(members: _Members, names: list[str], root: str) -> list[tuple[str, str]]:
+    """Globals named by `.pkl` members other than data.pkl (scanned, never loaded)."""
+    found: list[tuple[str, str]] = []
+    budget = MAX_SCANNED_BYTES
+    for name in names:
+        if not name.endswith(".pkl") or name == f"{root}/data.pkl":
+            continue
+        try:
+            source = members.source(name, budget, cache=False)
+            found += scan_globals(source.read(0, source.size))
+            budget -= source.size
+        except CheckpointError:
+            continue  # unreadable or too large: torch would not load it either
+    return found
+
+
 def read_torch_zip(path: Path) -> RawCheckpoint:
     """Read a torch zip or TorchScript archive; tensors stay on disk until read."""
     file = OpenFile(path)
     try:
+        count = _member_count(file)
+        if count is not None and count > MAX_MEMBERS:
+            raise CheckpointError(
+                f"zip archive declares {count} members, over the limit of {MAX_MEMBERS}"
+            )
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
+    except CheckpointError:
         file.close()
-        raise CheckpointError(f"corrupt zip archive: {err}") from err
+        raise
+    except Exception as err:  # zipfile raises more than BadZipFile on a corrupt directory
+        file.close()
+        raise CheckpointError(f"corrupt zip archive: {type(err).__name__}: {err}") from err
     checkpoint = RawCheckpoint(path, CheckpointFormat.TORCH_ZIP, None)
     checkpoint.closers += [file.close, archive.close]
     try:
         _fill(checkpoint, archive, file)
+    except CheckpointError as err:
+        checkpoint.close()
+        raise CheckpointError(naming_refused(str(err), checkpoint.refused_globals)) from err
     except BaseException:
         checkpoint.close()
         raise
@@ -135,9 +223,10 @@ def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: OpenFile) -
     names = archive.namelist()
     root = archive_root(names)
     name_set = set(names)
-    if f"{root}/data.pkl" not in name_set:
-        raise CheckpointError(f"zip archive without {root}/data.pkl: not a torch checkpoint")
     members = _Members(archive, file)
+    if f"{root}/data.pkl" not in name_set:
+        checkpoint.refused_globals = tuple(unlisted_globals(_other_pickles(members, names, root)))
+        raise CheckpointError(f"zip archive without {root}/data.pkl: not a torch checkpoint")
     byteorder = f"{root}/byteorder"
     big_endian = byteorder in name_set and _read_text(members, byteorder, 16).strip() == "big"
 
@@ -145,9 +234,12 @@ def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: OpenFile) -
         return members.source(f"{root}/data/{key}")
 
     pickle_source = members.source(f"{root}/data.pkl", MAX_PICKLE_BYTES)
-    result = load_pickle(io.BytesIO(pickle_source.read(0, pickle_source.size)), resolve, big_endian)
+    data = pickle_source.read(0, pickle_source.size)
+    result = load_pickle(data, resolve, big_endian)
     checkpoint.root = result.root
-    checkpoint.refused_globals = tuple(result.refused_globals)
+    hidden = scan_globals(data[result.end :]) + _other_pickles(members, names, root)
+    refused = result.refused_globals + unlisted_globals(hidden)
+    checkpoint.refused_globals = tuple(dict.fromkeys(refused))
     if is_torchscript(name_set, root):
         checkpoint.format = CheckpointFormat.TORCHSCRIPT
         checkpoint.module_classes = _torchscript_classes(members, names, root)

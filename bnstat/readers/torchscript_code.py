@@ -13,7 +13,9 @@ import re
 from bnstat.readers.base import ModuleConstants
 
 _CLASS = re.compile(r"^class (\w+)\(", re.MULTILINE)
-_CONSTANT = re.compile(r"^\s+(eps|momentum) : Final\[\w+\] = (\S+)\s*$", re.MULTILINE)
+# Indentation is matched as spaces and tabs only: `\s+` at a line start also crosses
+# newlines, and a member of blank lines then takes quadratic time to search.
+_CONSTANT = re.compile(r"^[ \t]+(eps|momentum) : Final\[\w+\] = (\S+)[ \t]*$", re.MULTILINE)
 
 
 def _number(text: str) -> float | None:
