@@ -145,10 +145,12 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
 
 
 def _write(path: Path, text: str, option: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"{option} {path}: {err.strerror or err}") from err
+    from bnstat.atomic import atomic_output
+
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {path.parent} does not exist")
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def _report_command(view: View, summary: str) -> Callable[..., None]:

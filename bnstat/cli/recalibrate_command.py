@@ -119,6 +119,7 @@ def recalibrate(
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     with errors_to_exit_code(debug):
         _require_torch()
+        from bnstat.atomic import atomic_output
         from bnstat.formats.progress import TerminalProgress
         from bnstat.formats.recalibration import recalibration_json, render_recalibration
         from bnstat.recalibrate.data import DataOptions, parse_floats, parse_image_size
@@ -168,7 +169,8 @@ def recalibrate(
         if result.output is None:  # a process of a distributed run that does not write
             return
         if report is not None:
-            report.write_text(recalibration_json(result), encoding="utf-8")
+            with atomic_output(report) as temporary:
+                temporary.write_text(recalibration_json(result), encoding="utf-8")
         if format == "json":
             sys.stdout.write(recalibration_json(result))
         else:

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from bnstat.discovery import models_in
-from bnstat.errors import ModelError
+from bnstat.errors import ModelError, UnsafeCheckpointError
 from bnstat.layout import BOOKKEEPING_KEYS, StateDict
 from bnstat.readers import CheckpointFormat, RawCheckpoint
+from bnstat.rules.bn011_code_in_pickle import executes_code
 from bnstat.tensor_ref import TensorRef
 
 SHOWN_KEYS = 8
@@ -70,7 +71,19 @@ def _names(states: list[StateDict]) -> str:
     return ", ".join(repr(s.name or "") for s in states)
 
 
+def refuse_code(raw: RawCheckpoint, spec: ModelSpec) -> None:
+    """A file whose pickle would run code is not copied into a new checkpoint unasked."""
+    dangerous = sorted(g for g in raw.refused_globals if executes_code(g))
+    if dangerous and not spec.unsafe_load:
+        raise UnsafeCheckpointError(
+            f"the checkpoint's pickle calls {', '.join(dangerous)} (refused, not run); the "
+            "recalibrated copy would carry it too: re-export the weights, or pass "
+            "--unsafe-load if you trust the file"
+        )
+
+
 def load_model(raw: RawCheckpoint, spec: ModelSpec, device: torch.device) -> LoadedModel:
+    refuse_code(raw, spec)
     state = choose_state(raw, spec.source)
     if raw.format is CheckpointFormat.TORCHSCRIPT:
         module = _run_loader(
@@ -159,19 +172,31 @@ def torch_tensor(ref: TensorRef) -> torch.Tensor:
 
 
 def load_state_strictly(module: nn.Module, state: StateDict) -> None:
-    """`load_state_dict(strict=True)`, with missing and unexpected keys listed on failure."""
-    tensors = {k: torch_tensor(t) for k, t in state.tensors.items() if k not in BOOKKEEPING_KEYS}
-    expected = set(module.state_dict())
-    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    """`load_state_dict(strict=True)`, with missing and unexpected keys listed on failure.
+
+    Keys and shapes are compared before any tensor is read, so a file with thousands of
+    foreign tensors costs nothing to reject.
+    """
+    refs = {k: t for k, t in state.tensors.items() if k not in BOOKKEEPING_KEYS}
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(refs)), sorted(set(refs) - set(expected))
     if missing or unexpected:
         raise ModelError(
             f"the checkpoint does not match the model built by --arch: "
             f"{_key_list('missing', missing)}{'; ' if missing and unexpected else ''}"
             f"{_key_list('unexpected', unexpected)}"
         )
+    wrong = [k for k, t in refs.items() if t.numel != expected[k].numel()]
+    if wrong:
+        shapes = ", ".join(
+            f"{k} {refs[k].shape} vs {tuple(expected[k].shape)}" for k in wrong[:SHOWN_KEYS]
+        )
+        raise ModelError(
+            f"the checkpoint does not match the model built by --arch: shapes differ: {shapes}"
+        )
     try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:  # shapes differ
+        module.load_state_dict({k: torch_tensor(t) for k, t in refs.items()}, strict=True)
+    except RuntimeError as err:  # shapes of the same size but another layout
         raise ModelError(f"the checkpoint does not match the model built by --arch: {err}") from err
 
 

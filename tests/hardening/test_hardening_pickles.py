@@ -225,11 +225,6 @@ def test_recalibrate_never_runs_the_payload(
         assert result.exit_code in (0, 2), result.stderr
 
 
-@pytest.mark.xfail(
-    reason="recalibrate does not yet say that the checkpoint it copies carries refused "
-    "globals (the change belongs in bnstat/recalibrate/: see the hardening notes)",
-    strict=False,
-)
 @pytest.mark.parametrize("route", ["os.system", "builtins.eval"])
 def test_recalibrate_names_the_refused_globals(
     make_hostile: ModuleType, healthy_base: Any, cli: Any, tmp_path: Path, route: str

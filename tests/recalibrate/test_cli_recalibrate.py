@@ -271,3 +271,13 @@ def test_without_torch_the_command_names_the_extra():
         "bnstat: error: bnstat recalibrate needs torch, which is not installed: "
         "pip install 'bnstat[torch]'"
     )
+
+
+def test_a_pickle_that_runs_code_is_copied_only_under_unsafe_load(cli, tmp_path):
+    output = tmp_path / "fixed.pt"
+    refused = recalibrate(cli, SAMPLES / "pickle_payload.pt", output, "--arch", ARCH)
+    assert refused.exit_code == 2 and "posix.getcwd" in refused.stderr and not output.exists()
+    trusted = recalibrate(
+        cli, SAMPLES / "pickle_payload.pt", output, "--arch", ARCH, "--unsafe-load"
+    )
+    assert trusted.exit_code == 0, trusted.stderr
