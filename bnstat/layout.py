@@ -47,8 +47,16 @@ def find_state_dicts(checkpoint: RawCheckpoint) -> list[StateDict]:
     except RecursionError as err:
         raise CheckpointError("the checkpoint nests modules or containers too deeply") from err
     for found in finder.found:
+        _attach_layer_modules(found, checkpoint.layer_modules)
         strip_wrapper_prefixes(found)
     return finder.found
+
+
+def _attach_layer_modules(state: StateDict, layer_modules: Mapping[str, ModuleConstants]) -> None:
+    """Give a state dict the constants the file records for its layers, by key prefix."""
+    for prefix, constants in layer_modules.items():
+        if (f"{prefix}.running_mean" if prefix else "running_mean") in state.tensors:
+            state.modules.setdefault(prefix, constants)
 
 
 def strip_wrapper_prefixes(state: StateDict) -> None:

@@ -67,6 +67,11 @@ def _facts(report: RecalibrationReport) -> list[str]:
         )
     if report.consistency is not None:
         lines.append(f"largest eval-mode mismatch after recalibration: {report.consistency:.1e}")
+    if report.skipped:
+        lines.append(
+            f"{report.skipped} samples left out: the model was exported for batches of exactly "
+            f"{report.batch_size}"
+        )
     if report.unreached:
         lines.append(
             f"not reached by the forward pass (left unchanged): {', '.join(report.unreached)}"
@@ -93,6 +98,7 @@ def recalibration_json(report: RecalibrationReport) -> str:
         "data_kind": report.data_kind,
         "samples": report.samples,
         "batches": report.batches,
+        "skipped_samples": report.skipped,
         "seconds": round(report.seconds, 4),
         "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
         "passes": [

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bnstat.errors import CheckpointError
 
 
 def printable(text: str, limit: int = 500) -> str:
@@ -19,6 +22,20 @@ def printable(text: str, limit: int = 500) -> str:
     if not text.isprintable():
         text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_JSON_VALUES = 2**21  # ~10 per tensor: 200,000 tensors, each parsed value ~100 bytes
+
+
+def parse_json(text: bytes, what: str) -> Any:
+    """JSON from a file, refused when it holds so many values that parsing it is a bomb."""
+    values = text.count(b",") + text.count(b"[") + text.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise CheckpointError(f"{what} holds over {MAX_JSON_VALUES} JSON values: refused")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:  # ValueError covers decoding and int limits
+        raise CheckpointError(f"corrupt {what}: {str(err)[:200]}") from err
 
 
 class CheckpointFormat(str, enum.Enum):
@@ -45,8 +62,10 @@ class ModuleConstants:
 class RawCheckpoint:
     """A checkpoint as read: nested containers, placeholder objects and `TensorRef`s.
 
-    `module_classes` maps a TorchScript class name to the constants its code declares.
-    `closers` release the file handles that the lazy tensors read from.
+    `module_classes` maps a TorchScript class name to the constants its code declares;
+    `layer_modules` maps a layer's key prefix to the constants the file records for it
+    (a torch.export program's batch_norm calls, say). `closers` release the file handles
+    that the lazy tensors read from.
     """
 
     path: Path
@@ -54,6 +73,7 @@ class RawCheckpoint:
     root: Any
     refused_globals: tuple[str, ...] = ()
     module_classes: dict[str, ModuleConstants] = field(default_factory=dict)
+    layer_modules: dict[str, ModuleConstants] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:

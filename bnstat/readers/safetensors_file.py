@@ -9,7 +9,6 @@ maps tensor names to shard files in the same folder.
 
 from __future__ import annotations
 
-import json
 import re
 from itertools import pairwise
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 
 from bnstat.dtypes import DTYPES, OPAQUE_ITEMSIZES, SAFETENSORS_DTYPES, DType, opaque_dtype
 from bnstat.errors import CheckpointError
-from bnstat.readers.base import CheckpointFormat, RawCheckpoint
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint, parse_json
 from bnstat.tensor_ref import MAX_NUMEL, FileRegion, OpenFile, TensorRef, checked_numel
 
 MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
 MAX_INDEX_BYTES = 64 * 2**20
-MAX_JSON_VALUES = 2**21  # ~10 per tensor: 200,000 tensors, each parsed value ~100 bytes
 
 
 def looks_like_safetensors(head: bytes) -> bool:
@@ -90,17 +88,6 @@ def _check_no_overlap(tensors: dict[str, TensorRef]) -> None:
             )
 
 
-def _parse_json(text: bytes, what: str) -> Any:
-    """JSON from a file, refused when it holds so many values that parsing it is a bomb."""
-    values = text.count(b",") + text.count(b"[") + text.count(b"{")
-    if values > MAX_JSON_VALUES:
-        raise CheckpointError(f"{what} holds over {MAX_JSON_VALUES} JSON values: refused")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as err:  # ValueError covers decoding and int limits
-        raise CheckpointError(f"corrupt {what}: {str(err)[:200]}") from err
-
-
 def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
     """Validate a safetensors header; return lazy tensors and the `__metadata__` strings."""
     if file.size < 8:
@@ -110,7 +97,7 @@ def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
         raise CheckpointError(f"safetensors header claims {length} bytes, over the 100 MB limit")
     if length > file.size - 8:
         raise CheckpointError(f"safetensors header claims {length} bytes but the file is shorter")
-    header = _parse_json(file.pread(8, length), "safetensors header")
+    header = parse_json(file.pread(8, length), "safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -144,7 +131,7 @@ def shard_names(path: Path) -> list[str]:
     """The shard file names a `*.safetensors.index.json` maps tensors to, one per tensor."""
     if path.stat().st_size > MAX_INDEX_BYTES:
         raise CheckpointError("shard index is larger than 64 MB")
-    index = _parse_json(path.read_bytes(), "shard index")
+    index = parse_json(path.read_bytes(), "shard index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError("shard index has no valid weight_map")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
+from bnstat.readers import pt2
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint
 from bnstat.readers.pickle_scan import scan_globals
 from bnstat.readers.safe_pickle import load_pickle, naming_refused, unlisted_globals
@@ -219,11 +220,22 @@ def read_torch_zip(path: Path) -> RawCheckpoint:
     return checkpoint
 
 
+def _fill_pt2(checkpoint: RawCheckpoint, members: _Members, names: set[str], root: str) -> None:
+    """A torch.export archive: weights from its configs, eps and classes from its graph."""
+    checkpoint.format = CheckpointFormat.PT2
+    models = pt2.read_tensors(root, names, members.source)
+    checkpoint.root = next(iter(models.values())) if len(models) == 1 else models
+    checkpoint.layer_modules = pt2.layer_constants(root, names, members.source)
+
+
 def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: OpenFile) -> None:
     names = archive.namelist()
     root = archive_root(names)
     name_set = set(names)
     members = _Members(archive, file)
+    if pt2.is_pt2(name_set, root, lambda name: _read_text(members, name, 64)):
+        _fill_pt2(checkpoint, members, name_set, root)
+        return
     if f"{root}/data.pkl" not in name_set:
         checkpoint.refused_globals = tuple(unlisted_globals(_other_pickles(members, names, root)))
         raise CheckpointError(f"zip archive without {root}/data.pkl: not a torch checkpoint")

@@ -30,6 +30,12 @@ from torch import nn
 from bnstat.errors import ModelError
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.accumulator import ChannelMoments, Moments
+from bnstat.recalibrate.exported import (
+    exported_batchnorms,
+    exported_order,
+    is_exported,
+    static_batch,
+)
 from bnstat.recalibrate.layers import (
     BatchNormLayer,
     batchnorm_modules,
@@ -66,12 +72,19 @@ class Estimate:
     consistency: dict[str, float] | None  # per layer: largest eval-mode mismatch after
 
 
+def model_batchnorms(model: nn.Module) -> dict[str, Any]:
+    """Every BatchNorm with running statistics: modules, or calls of an exported program."""
+    return exported_batchnorms(model) if is_exported(model) else batchnorm_modules(model)  # type: ignore[arg-type]
+
+
 def execution_order(runner: Runner, modules: dict[str, Any]) -> list[BatchNormLayer]:
     """The model's BatchNorm layers in the order a forward pass reaches them.
 
     An eager model is run once in eval mode on two samples (the order does not depend on
     the batch size), or on a whole batch if it refuses so few.
     """
+    if is_exported(runner.model):
+        return in_execution_order(modules, exported_order(runner.model))  # type: ignore[arg-type]
     if is_scripted(runner.model):
         graph: Any = runner.model.inlined_graph
         return in_execution_order(modules, [name for name, _ in batchnorm_nodes(graph)])
@@ -133,6 +146,11 @@ def _sweep(runner: Runner, layers: Sequence[BatchNormLayer], sweep: int) -> list
 
 def _train_average(runner: Runner, layers: Sequence[BatchNormLayer]) -> list[PassRecord]:
     """Average of per-batch means and unbiased variances with BatchNorm in training mode."""
+    if is_exported(runner.model):
+        raise ModelError(
+            "--method train-average needs training mode, and a torch.export program runs in "
+            "the mode it was exported in: use the default method"
+        )
     if is_scripted(runner.model):
         return _train_average_scripted(runner, layers)
     for layer in layers:  # PyTorch's own cumulative average; modes and momenta are restored
@@ -213,12 +231,16 @@ def estimate(
     """Recalibrate `model`'s BatchNorm statistics in place on `data` (see the module doc)."""
     if sweeps < 1:
         raise ModelError("--passes must be at least 1")
+    exported = is_exported(model)
     runner = Runner(model, data, device or torch.device("cpu"), input_key, progress or Silent())
-    modules = batchnorm_modules(model)
+    if exported:
+        runner.exact_batch = static_batch(model)  # type: ignore[arg-type]
+    modules = model_batchnorms(model)
     if not modules:
         raise ModelError("the model has no BatchNorm layers with running statistics")
     with preserved(model, modules) as outcome, torch.inference_mode():
-        model.eval()
+        if not exported:  # an exported program runs in its exported (eval) mode only
+            model.eval()
         layers = execution_order(runner, modules)
         before = _current(layers)
         passes, changes = _run_method(runner, layers, method, sweeps)

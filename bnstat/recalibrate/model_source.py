@@ -1,7 +1,7 @@
 """Build the runnable model that recalibration needs from what the checkpoint holds.
 
-Three sources, in order of trust: a TorchScript archive runs as it is (no source code
-needed); a state dict is loaded strictly into the module that `--arch
+Three sources, in order of trust: a TorchScript archive or a torch.export program runs as
+it is (no source code needed); a state dict is loaded strictly into the module that `--arch
 module.path:factory` (or `path/to/file.py:factory`) builds; a whole pickled module is
 loaded with `torch.load(weights_only=False)` only under `--unsafe-load`, because that
 runs code from the file. The tensors of a state dict come from bnstat's own readers, so
@@ -85,6 +85,11 @@ def refuse_code(raw: RawCheckpoint, spec: ModelSpec) -> None:
 def load_model(raw: RawCheckpoint, spec: ModelSpec, device: torch.device) -> LoadedModel:
     refuse_code(raw, spec)
     state = choose_state(raw, spec.source)
+    if raw.format is CheckpointFormat.PT2:
+        program = _run_loader(
+            lambda: torch.export.load(str(raw.path)), "load the torch.export program"
+        )
+        return LoadedModel(program.module().to(device), state, "torch.export")
     if raw.format is CheckpointFormat.TORCHSCRIPT:
         module = _run_loader(
             lambda: torch.jit.load(str(raw.path), map_location=device),  # type: ignore[no-untyped-call]

@@ -4,8 +4,9 @@ An eager model is probed with forward hooks (which see each call's input); once 
 wanted call has run, a hook ends the forward pass (nothing after it is computed). A
 TorchScript model accepts no hooks, so its inlined forward graph is copied with the
 wanted `batch_norm` inputs as extra outputs, and dead-code elimination drops whatever
-they do not need: the same early stop, no source code needed. Either way the probe reads
-the live module, so buffers changed between batches take effect at once.
+they do not need: the same early stop, no source code needed. A torch.export program is
+probed the same way through a copy of its FX graph. Either way the probe reads the live
+module, so buffers changed between batches take effect at once.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from bnstat.errors import ModelError
+from bnstat.recalibrate.exported import batchnorm_calls, call_name, is_exported
 from bnstat.recalibrate.layers import BatchNormLayer, is_scripted
 
 Consume = Callable[[str, torch.Tensor], None]
@@ -122,7 +124,30 @@ def _probe_function(model: torch.jit.ScriptModule, wanted: set[str]) -> tuple[An
     return function, [name for name, _ in chosen]
 
 
+class GraphProbe:
+    def __init__(self, program: fx.GraphModule, wanted: Collection[str]) -> None:
+        chosen = [n for n in batchnorm_calls(program.graph) if call_name(n) in set(wanted)]
+        self._names = [str(call_name(node)) for node in chosen]
+        graph = fx.Graph()  # plain inputs and outputs, not the program's pytree
+        copies: dict[fx.Node, fx.Node] = {}
+        graph.graph_copy(program.graph, copies)
+        graph.output(tuple(copies[node.args[0]] for node in chosen))  # type: ignore[index]
+        self._probe = fx.GraphModule(program, graph)
+        self._probe.graph.eliminate_dead_code()
+        self._probe.recompile()
+
+    def run(self, batch: Any, consume: Consume) -> None:
+        outputs = self._probe(batch)
+        for name, value in zip(self._names, outputs, strict=True):
+            consume(name, value)
+
+    def close(self) -> None:
+        pass
+
+
 def make_probe(model: nn.Module, layers: Collection[BatchNormLayer]) -> Probe:
+    if is_exported(model):
+        return GraphProbe(model, [layer.name for layer in layers])  # type: ignore[arg-type]
     if is_scripted(model):
         return ScriptProbe(model, [layer.name for layer in layers])  # type: ignore[arg-type]
     return EagerProbe(model, layers)

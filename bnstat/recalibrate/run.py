@@ -18,8 +18,8 @@ from bnstat.errors import UsageError
 from bnstat.readers import open_checkpoint
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.data import CalibrationData, DataOptions
-from bnstat.recalibrate.estimator import Estimate, Method, estimate
-from bnstat.recalibrate.layers import batchnorm_modules
+from bnstat.recalibrate.estimator import Estimate, Method, estimate, model_batchnorms
+from bnstat.recalibrate.exported import is_exported, static_batch
 from bnstat.recalibrate.model_source import LoadedModel, ModelSpec, input_channels, load_model
 from bnstat.recalibrate.runner import Progress
 from bnstat.recalibrate.summary import RecalibrationReport, layer_changes
@@ -88,7 +88,12 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
         check_target(raw, request.output, request.in_place)
         loaded = load_model(raw, request.model, device)
         channels = request.channels or input_channels(loaded.module) or 3
-        options = replace(request.data_options, channels=channels)
+        batch_size = static_batch(loaded.module) if is_exported(loaded.module) else None  # type: ignore[arg-type]
+        options = replace(
+            request.data_options,
+            channels=channels,
+            batch_size=batch_size or request.data_options.batch_size,
+        )
         data = CalibrationData(request.data, options, rank, world_size)
         result = estimate(
             loaded.module, data, request.method, request.passes, request.verify, device,
@@ -98,7 +103,7 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
         if writes:
             patches = _patches(loaded, result)
             write_checkpoint(raw, loaded.state, patches, request.output, request.in_place)
-    eps = {name: float(module.eps) for name, module in batchnorm_modules(loaded.module).items()}
+    eps = {name: float(module.eps) for name, module in model_batchnorms(loaded.module).items()}
     return RecalibrationReport(
         checkpoint=str(request.checkpoint),
         output=str(request.output) if writes else None,
@@ -110,6 +115,7 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
         data_kind=data.kind,
         samples=result.samples,
         batches=result.batches,
+        skipped=result.passes[0].skipped,
         unreadable=tuple(data.unreadable),
         passes=result.passes,
         sweep_changes=result.sweep_changes,

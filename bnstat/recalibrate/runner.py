@@ -51,6 +51,7 @@ class PassRecord:
     seconds: float
     samples: int
     batches: int
+    skipped: int = 0  # samples in batches of a size the model cannot run
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Runner:
     device: torch.device
     input_key: str | None = None
     progress: Progress = field(default_factory=Silent)
+    exact_batch: int | None = None  # a program exported for one batch size runs only those
 
     def model_input(self, batch: torch.Tensor) -> Any:
         batch = batch.to(self.device, non_blocking=True)
@@ -83,10 +85,13 @@ class Runner:
     def run_pass(
         self, label: str, probe: Probe, consume: Consume, train_mode: bool = False
     ) -> PassRecord:
-        start, samples, batches = time.perf_counter(), 0, 0
+        start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
         self.progress.start(label)
         try:
             for batch in self.data.batches(merge_singleton=train_mode):
+                if self.exact_batch is not None and len(batch) != self.exact_batch:
+                    skipped += len(batch)
+                    continue
                 self.guarded(batch, lambda inputs: probe.run(inputs, consume))
                 samples, batches = samples + len(batch), batches + 1
                 self.progress.advance(len(batch))
@@ -95,4 +100,4 @@ class Runner:
             probe.close()
         if batches == 0:
             raise ModelError("the calibration data yielded no batches")
-        return PassRecord(label, time.perf_counter() - start, samples, batches)
+        return PassRecord(label, time.perf_counter() - start, samples, batches, skipped)

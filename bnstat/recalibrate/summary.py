@@ -44,6 +44,7 @@ class RecalibrationReport:
     data_kind: str
     samples: int
     batches: int
+    skipped: int  # samples left out: not a whole batch of the size the model was exported for
     unreadable: tuple[Unreadable, ...]
     passes: tuple[PassRecord, ...]
     sweep_changes: tuple[float, ...]

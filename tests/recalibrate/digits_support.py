@@ -13,6 +13,7 @@ from torch import nn
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_checkpoints"
 ARCH = f"{SAMPLES / 'digits_model.py'}:build_model"
+DIGITS_DIR = SAMPLES / "digits"
 sys.path.insert(0, str(SAMPLES))
 
 from digits_model import build_model  # noqa: E402
@@ -23,6 +24,13 @@ def digits_tensor() -> torch.Tensor:
     paths = sorted((SAMPLES / "digits").rglob("*.png"))
     pixels = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in paths])
     return torch.from_numpy(pixels / 255.0).unsqueeze(1)
+
+
+def accuracy_on_digits(model: nn.Module, images: torch.Tensor) -> float:
+    """Top-1 accuracy on the 300 sample digits (labels are their folder names)."""
+    labels = torch.tensor([int(p.parent.name) for p in sorted(DIGITS_DIR.rglob("*.png"))])
+    with torch.no_grad():
+        return float((model.eval()(images).argmax(1) == labels).float().mean())
 
 
 def digits_model(checkpoint: str | Path = "healthy.safetensors") -> nn.Module:

@@ -11,16 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from digits_support import ARCH, SAMPLES, consistency_violations, digits_model, digits_tensor
+from digits_support import (
+    ARCH,
+    DIGITS_DIR,
+    SAMPLES,
+    accuracy_on_digits,
+    consistency_violations,
+    digits_model,
+    digits_tensor,
+)
 from safetensors.torch import load_file, save_file
 
-DIGITS = SAMPLES / "digits"
-
-
-def accuracy(model: torch.nn.Module, images: torch.Tensor) -> float:
-    labels = torch.tensor([int(p.parent.name) for p in sorted(DIGITS.rglob("*.png"))])
-    with torch.no_grad():
-        return float((model.eval()(images).argmax(1) == labels).float().mean())
+DIGITS = DIGITS_DIR
+accuracy = accuracy_on_digits
 
 
 def recalibrate(cli, checkpoint, output, *extra):
