@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bnstat.formats.table import string_console
 from bnstat.formats.text import number
 from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
 
@@ -19,14 +18,7 @@ def _ratio_range(layer: LayerChange) -> str:
 
 
 def render_recalibration(report: RecalibrationReport, color: bool = False, width: int = 120) -> str:
-    buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=width,
-        force_terminal=color,
-        color_system="standard" if color else None,
-        highlight=False,
-    )
+    console, buffer = string_console(color, width)
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("layer", overflow="fold")
     for title in ("C", "mean shift (std)", "var new/old", "changed", "eval mismatch after"):

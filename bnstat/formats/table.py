@@ -33,7 +33,8 @@ HISTOGRAM_BINS = 12
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def render_table(report: Report, with_layers: bool, color: bool = False, width: int = 120) -> str:
+def string_console(color: bool, width: int) -> tuple[Console, io.StringIO]:
+    """A rich console that renders into a string, with or without terminal colours."""
     buffer = io.StringIO()
     console = Console(
         file=buffer,
@@ -43,6 +44,11 @@ def render_table(report: Report, with_layers: bool, color: bool = False, width: 
         highlight=False,
         soft_wrap=False,
     )
+    return console, buffer
+
+
+def render_table(report: Report, with_layers: bool, color: bool = False, width: int = 120) -> str:
+    console, buffer = string_console(color, width)
     for entry in report.checkpoints:
         _print_checkpoint(console, entry, with_layers)
     console.print(Text(summary_line(report), style="bold"))

@@ -32,7 +32,7 @@ from bnstat.dtypes import (
     opaque_dtype,
 )
 from bnstat.errors import CheckpointError
-from bnstat.readers.base import printable
+from bnstat.readers.base import RawCheckpoint, printable
 from bnstat.readers.pickle_scan import PickleBudget, PickleScanner
 from bnstat.tensor_ref import ByteSource, TensorRef, checked_numel
 
@@ -378,6 +378,20 @@ def load_pickle(
         message = f"corrupt pickle: {type(err).__name__}: {str(err)[:200]}"
         raise CheckpointError(naming_refused(message, unpickler.refused)) from err
     return PickleResult(root, unpickler.refused, scanner.pos)
+
+
+def filled(checkpoint: RawCheckpoint, fill: Callable[[], None]) -> RawCheckpoint:
+    """Run a pickle reader's `fill`; on failure close the file, and name in the error the
+    globals the pickle asked for before it failed."""
+    try:
+        fill()
+    except CheckpointError as err:
+        checkpoint.close()
+        raise CheckpointError(naming_refused(str(err), checkpoint.refused_globals)) from err
+    except BaseException:
+        checkpoint.close()
+        raise
+    return checkpoint
 
 
 def naming_refused(message: str, refused: Sequence[str]) -> str:

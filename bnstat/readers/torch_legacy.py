@@ -21,8 +21,8 @@ from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.pickle_scan import PickleScanner, scan_globals
 from bnstat.readers.safe_pickle import (
     StorageResolver,
+    filled,
     load_pickle,
-    naming_refused,
     unlisted_globals,
 )
 from bnstat.tensor_ref import ByteSource, FileRegion, OpenFile
@@ -82,15 +82,7 @@ def read_torch_legacy(path: Path) -> RawCheckpoint:
     """Read a legacy torch pickle; tensors stay on disk until read."""
     file = OpenFile(path)
     checkpoint = RawCheckpoint(path, CheckpointFormat.TORCH_LEGACY, None, closers=[file.close])
-    try:
-        _fill(checkpoint, file)
-    except CheckpointError as err:
-        checkpoint.close()
-        raise CheckpointError(naming_refused(str(err), checkpoint.refused_globals)) from err
-    except BaseException:
-        checkpoint.close()
-        raise
-    return checkpoint
+    return filled(checkpoint, lambda: _fill(checkpoint, file))
 
 
 def _no_storage(key: str, dtype: DType, numel: int) -> ByteSource:

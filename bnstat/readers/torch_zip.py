@@ -24,7 +24,7 @@ from bnstat.errors import CheckpointError
 from bnstat.readers import pt2
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint
 from bnstat.readers.pickle_scan import scan_globals
-from bnstat.readers.safe_pickle import load_pickle, naming_refused, unlisted_globals
+from bnstat.readers.safe_pickle import filled, load_pickle, unlisted_globals
 from bnstat.readers.torchscript_code import class_constants
 from bnstat.tensor_ref import ByteSource, FileRegion, MemoryRegion, OpenFile
 
@@ -209,15 +209,7 @@ def read_torch_zip(path: Path) -> RawCheckpoint:
         raise CheckpointError(f"corrupt zip archive: {type(err).__name__}: {err}") from err
     checkpoint = RawCheckpoint(path, CheckpointFormat.TORCH_ZIP, None)
     checkpoint.closers += [file.close, archive.close]
-    try:
-        _fill(checkpoint, archive, file)
-    except CheckpointError as err:
-        checkpoint.close()
-        raise CheckpointError(naming_refused(str(err), checkpoint.refused_globals)) from err
-    except BaseException:
-        checkpoint.close()
-        raise
-    return checkpoint
+    return filled(checkpoint, lambda: _fill(checkpoint, archive, file))
 
 
 def _fill_pt2(checkpoint: RawCheckpoint, members: _Members, names: set[str], root: str) -> None:
