@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bnstat.errors import BnstatError, UsageError
+from bnstat.readers.onnx_model import external_data_files
 from bnstat.readers.safetensors_file import shard_names
 from bnstat.readers.sniff import Container, sniff
 
@@ -43,8 +44,9 @@ def _scan_directory(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
     candidates = [p for p in found if _is_candidate(p)]
-    shards = set(_shards_named_by_indexes(p for p in candidates if p.name.endswith(".json")))
-    return [p for p in candidates if p not in shards]
+    parts = set(_shards_named_by_indexes(p for p in candidates if p.name.endswith(".json")))
+    parts |= _onnx_side_files(candidates)
+    return [p for p in candidates if p not in parts and p.resolve() not in parts]
 
 
 def _is_candidate(path: Path) -> bool:
@@ -53,6 +55,18 @@ def _is_candidate(path: Path) -> bool:
         return True
     except BnstatError:
         return path.suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def _onnx_side_files(candidates: Iterable[Path]) -> set[Path]:
+    """External-data files of the ONNX models among the candidates: read with their model."""
+    side: set[Path] = set()
+    for path in candidates:
+        try:
+            if sniff(path) is Container.ONNX:
+                side |= external_data_files(path)
+        except BnstatError:
+            continue
+    return side
 
 
 def _shards_named_by_indexes(indexes: Iterable[Path]) -> Iterable[Path]:

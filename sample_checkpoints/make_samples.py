@@ -23,11 +23,13 @@ import copy
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import onnxruntime
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -52,6 +54,8 @@ PNGS_PER_CLASS = 30
 # One key only: safetensors writes metadata in hash order, so several keys would make the
 # file's bytes differ from run to run.
 METADATA = {"format": "pt"}
+ONNX_OPSET = 18
+EXPORT_EXAMPLE = torch.zeros(2, 1, 8, 8)  # exports trace shapes only; the batch is dynamic
 
 StateDict = dict[str, torch.Tensor]
 
@@ -365,6 +369,71 @@ def write_all(
     save(reset.state_dict(), out / "stats_reset.safetensors")
     save(inverted.state_dict(), out / "stats_inverted.safetensors")
     write_unreadable(out / "healthy.pt", out / "unreadable")
+    write_exports(out, model, reset)
+
+
+# ---------------------------------------------------------------------------- exports
+
+
+def export_onnx(model: nn.Module, path: Path) -> None:
+    """torch's TorchScript-based exporter without constant folding: BatchNormalization
+    nodes stay, with the statistics as initializers (equal ones shared through Identity
+    nodes); input `image` with a dynamic batch axis."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated, still shipped
+        torch.onnx.export(
+            model.eval(),
+            (EXPORT_EXAMPLE,),
+            path,
+            dynamo=False,
+            do_constant_folding=False,
+            opset_version=ONNX_OPSET,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+
+
+def export_onnx_folded(model: nn.Module, path: Path) -> None:
+    """The torch.export-based exporter, whose graph optimizer folds every BatchNorm layer
+    into the convolution or matrix product before it; one file, no external data."""
+    torch.onnx.export(
+        model.eval(),
+        (EXPORT_EXAMPLE,),
+        path,
+        dynamo=True,
+        external_data=False,
+        opset_version=ONNX_OPSET,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=2)}},
+        verbose=False,
+    )
+
+
+def export_program(model: nn.Module, path: Path) -> None:
+    """torch.export of the eval-mode model with a dynamic batch, saved as a `.pt2` archive."""
+    program = torch.export.export(
+        model.eval(),
+        (EXPORT_EXAMPLE,),
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=2)}},
+    )
+    torch.export.save(program, path)
+
+
+def write_exports(out: Path, model: nn.Module, reset: nn.Module) -> None:
+    export_onnx(model, out / "digits.onnx")
+    export_onnx(reset, out / "digits_stats_reset.onnx")
+    export_onnx_folded(model, out / "digits_folded.onnx")
+    export_program(model, out / "digits.pt2")
+    export_program(reset, out / "digits_stats_reset.pt2")
+
+
+def onnx_accuracy(path: Path, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of an exported ONNX model in onnxruntime."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"image": x.numpy()})
+    return float((logits.argmax(1) == y.numpy()).mean())
 
 
 # ------------------------------------------------------------------------------- main
@@ -398,6 +467,11 @@ def main() -> None:
         ("stats_inverted.safetensors", inverted),
     ):
         print(f"  {name:<48} {100 * accuracy(net, x_test, y_test):6.2f}%")
+    for onnx_file in ("digits.onnx", "digits_folded.onnx", "digits_stats_reset.onnx"):
+        print(
+            f"  {onnx_file + ' (onnxruntime)':<48} "
+            f"{100 * onnx_accuracy(HERE / onnx_file, x_test, y_test):6.2f}%"
+        )
 
 
 if __name__ == "__main__":

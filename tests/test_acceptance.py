@@ -7,6 +7,7 @@ imported, as on a CI machine that gates exported models without installing torch
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -36,7 +37,14 @@ def promised() -> dict[str, tuple[set[tuple[str, str | None]] | None, int]]:
     return rows
 
 
-PROMISED = promised()
+HAVE_ONNX = importlib.util.find_spec("onnx") is not None  # ONNX samples need bnstat[onnx]
+
+
+def readable_here(name: str) -> bool:
+    return HAVE_ONNX or not name.endswith(".onnx")
+
+
+PROMISED = {name: row for name, row in promised().items() if readable_here(name)}
 
 
 def run_cli(*args: str, block_torch: bool = False) -> subprocess.CompletedProcess[str]:
@@ -103,5 +111,5 @@ def test_exit_code_matches_the_readme(cli, name):
 def test_directory_run_covers_every_sample():
     result = run_cli("check", "sample_checkpoints", "--format", "json")
     report = json.loads(result.stdout)
-    assert set(observed(report)) == set(PROMISED)
+    assert {name for name in observed(report) if readable_here(name)} == set(PROMISED)
     assert result.returncode == 2

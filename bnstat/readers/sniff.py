@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from bnstat.errors import CheckpointError
+from bnstat.readers.onnx_model import looks_like_onnx
 from bnstat.readers.safetensors_file import is_shard_index, looks_like_safetensors
 from bnstat.readers.torch_legacy import is_legacy_header
 
@@ -25,6 +26,7 @@ class Container(enum.Enum):
     SAFETENSORS = "safetensors"
     SHARD_INDEX = "shard-index"
     TORCH_LEGACY = "torch-legacy"
+    ONNX = "onnx"
 
 
 _NOT_SUPPORTED = (
@@ -56,10 +58,10 @@ def sniff(path: Path) -> Container:
         raise CheckpointError(f"cannot read: {err.strerror or err}") from err
     if size == 0:
         raise CheckpointError("empty file (0 bytes)")
-    return _container(head, tar_magic)
+    return _container(head, tar_magic, size)
 
 
-def _container(head: bytes, tar_magic: bytes) -> Container:
+def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return Container.ZIP
     if looks_like_safetensors(head):
@@ -68,6 +70,8 @@ def _container(head: bytes, tar_magic: bytes) -> Container:
         return Container.TORCH_LEGACY
     if is_shard_index(head):
         return Container.SHARD_INDEX
+    if looks_like_onnx(head, size):
+        return Container.ONNX
     if tar_magic == b"ustar":
         raise CheckpointError("a tar archive (torch < 0.4 format?): not supported")
     for magic, what in _NOT_SUPPORTED:

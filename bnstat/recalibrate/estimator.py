@@ -202,11 +202,11 @@ def _train_average_scripted(runner: Runner, layers: Sequence[BatchNormLayer]) ->
 
 def _largest_change(before: dict[str, Moments], after: dict[str, Moments]) -> float:
     return max(
-        (_mismatch(after[name], moments, 0.0) for name, moments in before.items()), default=0.0
+        (mismatch(after[name], moments, 0.0) for name, moments in before.items()), default=0.0
     )
 
 
-def _mismatch(measured: Moments, stored: Moments, eps: float) -> float:
+def mismatch(measured: Moments, stored: Moments, eps: float) -> float:
     """Largest channel error: mean in units of the channel's std, variance relative."""
     scale = torch.sqrt(stored.var + eps).clamp_min(1e-12)
     mean_error = ((measured.mean - stored.mean).abs() / scale).max()
@@ -282,4 +282,4 @@ def _consistency(
     measured, record = _measure(runner, "verify", layers)
     stored = _current(layers)
     eps = {layer.name: float(layer.module.eps) for layer in layers}
-    return {n: _mismatch(measured[n], stored[n], eps[n]) for n in measured}, record
+    return {n: mismatch(measured[n], stored[n], eps[n]) for n in measured}, record

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bnstat.errors import UsageError
-from bnstat.readers import open_checkpoint
+from bnstat.readers import CheckpointFormat, open_checkpoint
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.estimator import Estimate, Method, estimate, model_batchnorms
@@ -83,8 +83,12 @@ def _patches(loaded: LoadedModel, result: Estimate) -> list[Patch]:
 def recalibrate(request: Request, progress: Progress | None = None) -> RecalibrationReport:
     """Recalibrate `request.checkpoint` on `request.data` and write `request.output`."""
     start = time.perf_counter()
-    device = resolve_device(request.device)
     with distributed.world() as (rank, world_size), open_checkpoint(request.checkpoint) as raw:
+        if raw.format is CheckpointFormat.ONNX:  # no torch module: onnxruntime runs it
+            from bnstat.recalibrate.onnx_recalibrate import recalibrate_onnx
+
+            return recalibrate_onnx(request, raw, progress)
+        device = resolve_device(request.device)
         check_target(raw, request.output, request.in_place)
         loaded = load_model(raw, request.model, device)
         channels = request.channels or input_channels(loaded.module) or 3
