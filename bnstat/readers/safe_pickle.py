@@ -2,8 +2,9 @@
 
 torch checkpoints are pickles, and a pickle is a program: `torch.load(weights_only=False)`
 calls whatever functions the file names. This unpickler answers every global the file asks
-for with either an entry of a small allow-list (containers, and bnstat's own tensor
-rebuilders that produce lazy `TensorRef`s) or an inert placeholder class. Placeholders
+for with either an entry of a small allow-list (`pickle_allowlist`: containers, and
+bnstat's own tensor rebuilders that produce lazy `TensorRef`s) or an inert placeholder
+class. Placeholders
 record the arguments and state the pickle gives them and are never called back, so an
 optimizer, an `argparse.Namespace` or a Lightning hyper-parameter object still lets the
 tensors through, while `os.system` becomes a harmless record naming itself.
@@ -16,28 +17,29 @@ same budget, so an argument handed out again and again by the memo cannot multip
 
 from __future__ import annotations
 
-import collections
 import io
 import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bnstat.dtypes import (
-    DTYPES,
-    OPAQUE_ITEMSIZES,
-    TORCH_DTYPE_NAMES,
-    TORCH_STORAGE_DTYPES,
-    DType,
-    opaque_dtype,
-)
+from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import RawCheckpoint, printable
+from bnstat.readers.pickle_allowlist import (
+    ALLOWED,
+    COPY_BYTES,
+    HASHED_ITEM,
+    PickledOrderedDict,
+    StorageKind,
+    StorageRef,
+    data_global,
+    is_count,
+)
 from bnstat.readers.pickle_scan import PickleBudget, PickleScanner
-from bnstat.tensor_ref import ByteSource, TensorRef, checked_numel
+from bnstat.tensor_ref import ByteSource
 
 TORCHSCRIPT_MODULE_PREFIX = "__torch__"
-MAX_DIMENSION = 2**63  # torch sizes, strides and offsets are int64
 _OPAQUE_BYTES = 640  # a placeholder instance with its attribute dict and empty containers
 SHOWN_GLOBALS = 6
 
@@ -80,40 +82,6 @@ class Opaque:
         return f"<opaque {self.global_name}>"
 
 
-class PickledOrderedDict(collections.OrderedDict[Any, Any]):
-    """What `collections.OrderedDict` unpickles to: one that ignores pickled attributes.
-
-    A state dict pickles its `_metadata` attribute, which bnstat does not need; setting
-    attributes from the file would let a pickle copy one large dict again and again.
-    """
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-@dataclass(frozen=True, slots=True)
-class StorageKind:
-    """What `torch.FloatStorage` and friends unpickle to: only their element type."""
-
-    dtype: DType
-
-
-@dataclass(frozen=True, slots=True)
-class DTypeMarker:
-    """What `torch.float32` and friends unpickle to."""
-
-    dtype: DType
-
-
-@dataclass(frozen=True, slots=True)
-class StorageRef:
-    """A storage named by a persistent id, resolved to its bytes by the reader."""
-
-    dtype: DType
-    source: ByteSource
-    big_endian: bool = False
-
-
 StorageResolver = Callable[[str, DType, int], ByteSource]
 
 
@@ -124,120 +92,6 @@ class PickleResult:
     root: Any
     refused_globals: list[str] = field(default_factory=list)
     end: int = 0  # offset just after the pickle's STOP opcode
-
-
-def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple | list):
-        raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
-    for v in value:
-        if type(v) is not int or not 0 <= v < MAX_DIMENSION:  # bool is not int here
-            raise CheckpointError(f"tensor {what} is not a tuple of non-negative integers")
-    return tuple(value)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_DIMENSION
-
-
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: DType | None) -> TensorRef:
-    if not isinstance(storage, StorageRef):
-        raise CheckpointError("a tensor refers to something that is not a storage")
-    if not _is_count(offset):
-        raise CheckpointError("a tensor has an invalid storage offset")
-    shape, strides = _int_tuple(size, "size"), _int_tuple(stride, "stride")
-    if len(shape) != len(strides):
-        raise CheckpointError("a tensor's size and stride differ in length")
-    checked_numel(shape)
-    return TensorRef(
-        dtype or storage.dtype, shape, storage.source, offset, strides, storage.big_endian
-    )
-
-
-def rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
-    return _tensor(storage, offset, size, stride, None)
-
-
-def rebuild_tensor_v3(
-    storage: Any, offset: Any, size: Any, stride: Any, _grad: Any, _hooks: Any, dtype: Any, *_: Any
-) -> TensorRef:
-    if not isinstance(dtype, DTypeMarker):
-        raise CheckpointError("a tensor has an unknown dtype")
-    return _tensor(storage, offset, size, stride, dtype.dtype)
-
-
-def rebuild_parameter(data: Any, *_: Any) -> Any:
-    return data
-
-
-def rebuild_from_type(func: Any, _new_type: Any, args: Any, _state: Any = None) -> Any:
-    """Tensor subclasses: rebuild the plain tensor; `func` is itself allow-listed or inert."""
-    if not isinstance(args, tuple):
-        raise CheckpointError("a tensor subclass has malformed arguments")
-    return func(*args)
-
-
-def first_argument(value: Any, *_: Any) -> Any:
-    return value
-
-
-def latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
-    """`_codecs.encode`, as protocol 2 uses it for bytes objects; other codecs are refused."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        codec = repr(encoding[:20]) if isinstance(encoding, str) else type(encoding).__name__
-        raise CheckpointError(f"refused _codecs.encode with codec {codec}")
-    return text.encode("latin1")
-
-
-def torch_device(*args: Any) -> str:
-    if not all(isinstance(a, str | int) and not isinstance(a, bool) for a in args):
-        raise CheckpointError("a torch.device with arguments that are not names or numbers")
-    return ":".join(str(a) for a in args)[:100]
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): PickledOrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("_codecs", "encode"): latin1_bytes,
-    ("torch._utils", "_rebuild_tensor"): rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type"): rebuild_from_type,
-    ("torch._tensor", "_rebuild_from_type_v2"): rebuild_from_type,
-    ("torch", "Size"): tuple,
-    ("torch", "device"): torch_device,
-    ("torch.jit._pickle", "build_intlist"): first_argument,
-    ("torch.jit._pickle", "build_doublelist"): first_argument,
-    ("torch.jit._pickle", "build_boollist"): first_argument,
-    ("torch.jit._pickle", "build_tensorlist"): first_argument,
-    ("torch.jit._pickle", "restore_type_tag"): first_argument,
-}
-
-
-_HASHED_ITEM = 64  # bytes per element for a callee that may copy a container into a set
-_COPY_BYTES = {  # callees that copy less, or nothing
-    ("_codecs", "encode"): 1,
-    ("torch", "Size"): 8,
-    ("torch", "device"): 1,
-    ("torch._utils", "_rebuild_parameter"): 0,
-    ("torch._utils", "_rebuild_parameter_with_state"): 0,
-    ("torch.jit._pickle", "build_intlist"): 0,
-    ("torch.jit._pickle", "build_doublelist"): 0,
-    ("torch.jit._pickle", "build_boollist"): 0,
-    ("torch.jit._pickle", "build_tensorlist"): 0,
-    ("torch.jit._pickle", "restore_type_tag"): 0,
-}
-
-
-def _storage_dtype(name: str) -> DType | None:
-    if name in TORCH_STORAGE_DTYPES:
-        return DTYPES[TORCH_STORAGE_DTYPES[name]]
-    if name in OPAQUE_ITEMSIZES:
-        return opaque_dtype(name, OPAQUE_ITEMSIZES[name])
-    return None
 
 
 _SIZED = (str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict)
@@ -263,23 +117,12 @@ class _Guarded:
     __slots__ = ("budget", "func", "item_bytes", "name")
 
     def __init__(self, key: tuple[str, str], budget: PickleBudget) -> None:
-        self.func, self.name, self.budget = _ALLOWED[key], ".".join(key), budget
-        self.item_bytes = _COPY_BYTES.get(key, _HASHED_ITEM)
+        self.func, self.name, self.budget = ALLOWED[key], ".".join(key), budget
+        self.item_bytes = COPY_BYTES.get(key, HASHED_ITEM)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.budget.charge(_call_bytes(args, kwargs, self.item_bytes), self.name)
         return self.func(*args, **kwargs)
-
-
-def _data_global(module: str, name: str) -> StorageKind | DTypeMarker | None:
-    """What a storage type or dtype global unpickles to, or None for any other global."""
-    if module in ("torch", "torch.storage", "torch.cuda"):
-        storage = _storage_dtype(name)
-        if storage is not None:
-            return StorageKind(storage)
-    if module == "torch" and name in TORCH_DTYPE_NAMES:
-        return DTypeMarker(DTYPES[TORCH_DTYPE_NAMES[name]])
-    return None
 
 
 def unlisted_globals(found: Iterable[tuple[str, str]]) -> list[str]:
@@ -287,8 +130,8 @@ def unlisted_globals(found: Iterable[tuple[str, str]]) -> list[str]:
     return [
         printable(f"{module}.{name}")
         for module, name in found
-        if (module, name) not in _ALLOWED
-        and _data_global(module, name) is None
+        if (module, name) not in ALLOWED
+        and data_global(module, name) is None
         and not module.startswith(TORCHSCRIPT_MODULE_PREFIX)
     ]
 
@@ -306,16 +149,14 @@ class _Unpickler(pickle.Unpickler):
         self.refused: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
-        allowed = _ALLOWED.get((module, name))
+        allowed = ALLOWED.get((module, name))
         if allowed is not None:
             guarded = self._guarded.get((module, name))
             if guarded is None:
                 guarded = _Guarded((module, name), self._budget)
                 self._guarded[module, name] = guarded
             return guarded
-        return _data_global(module, name) or self._placeholder(
-            printable(f"{module}.{name}"), module
-        )
+        return data_global(module, name) or self._placeholder(printable(f"{module}.{name}"), module)
 
     def _placeholder(self, qualified: str, module: str) -> type[Opaque]:
         cls = self._placeholders.get(qualified)
@@ -333,7 +174,7 @@ class _Unpickler(pickle.Unpickler):
         kind, key, _location, numel = pid[1:5]
         if not isinstance(kind, StorageKind):
             raise CheckpointError("a storage names an unknown storage type")
-        if not isinstance(key, str) or len(key) > 4096 or not _is_count(numel):
+        if not isinstance(key, str) or len(key) > 4096 or not is_count(numel):
             raise CheckpointError("a storage has a malformed key or size")
         if len(pid) > 5 and pid[5] is not None:
             raise CheckpointError("storage views from pre-0.4 torch are not supported")
