@@ -33,7 +33,7 @@ from bnstat.recalibrate.estimator import Estimate, LayerEstimate, Method, mismat
 from bnstat.recalibrate.onnx_session import MeasuringSession, Stats
 from bnstat.recalibrate.onnx_writer import write_onnx
 from bnstat.recalibrate.runner import PassRecord, Progress, Silent
-from bnstat.recalibrate.summary import RecalibrationReport, layer_changes
+from bnstat.recalibrate.summary import RecalibrationReport, summarize
 from bnstat.recalibrate.writer import TORCH_SUFFIXES, check_target
 
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ GRAPH_ATTRIBUTES = (5, 10)  # AttributeProto.GRAPH, GRAPHS: subgraphs read outer
 
 
 def recalibrate_onnx(
-    request: Request, raw: RawCheckpoint, progress: Progress | None = None
-) -> RecalibrationReport:
+    request: Request, raw: RawCheckpoint, progress: Progress | None = None,
+    rank: int = 0, world_size: int = 1,
+) -> RecalibrationReport:  # fmt: skip
     """Recalibrate the ONNX model `raw` on `request.data` and write `request.output`."""
     start = time.perf_counter()
     _check_request(request)
@@ -65,39 +66,17 @@ def recalibrate_onnx(
         channels=request.channels or channels or 3,
         batch_size=session.exact_batch or request.data_options.batch_size,
     )
-    data = CalibrationData(request.data, options, *_rank_and_size())
+    data = CalibrationData(request.data, options, rank, world_size)
     eps = {layer.name: layer.eps for layer in layers}
     result, after = _estimate(session, depths, before, eps, data, request, progress or Silent())
     writes = distributed.is_writer()
     if writes:
         write_onnx(raw.path, {name: (s.mean, s.var) for name, s in after.items()}, request.output)
-    return RecalibrationReport(
-        checkpoint=str(request.checkpoint),
-        output=str(request.output) if writes else None,
-        source=None,
-        model="onnx (onnxruntime)",
-        method=Method.EXACT.value,
-        device=session.device,
-        batch_size=options.batch_size,
-        data_kind=data.kind,
-        samples=result.samples,
-        batches=result.batches,
-        skipped=result.passes[0].skipped,
-        unreadable=tuple(data.unreadable),
-        passes=result.passes,
-        sweep_changes=result.sweep_changes,
-        layers=layer_changes(result, eps),
-        unreached=(),
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _rank_and_size() -> tuple[int, int]:
-    if not distributed.is_active():
-        return 0, 1
-    import torch.distributed as dist
-
-    return dist.get_rank(), dist.get_world_size()
+    return summarize(
+        result, data, eps, checkpoint=str(request.checkpoint),
+        output=str(request.output) if writes else None, source=None,
+        model="onnx (onnxruntime)", device=session.device, seconds=time.perf_counter() - start,
+    )  # fmt: skip
 
 
 def _check_request(request: Request) -> None:

@@ -22,7 +22,7 @@ from bnstat.recalibrate.estimator import Estimate, Method, estimate, model_batch
 from bnstat.recalibrate.exported import is_exported, static_batch
 from bnstat.recalibrate.model_source import LoadedModel, ModelSpec, input_channels, load_model
 from bnstat.recalibrate.runner import Progress
-from bnstat.recalibrate.summary import RecalibrationReport, layer_changes
+from bnstat.recalibrate.summary import RecalibrationReport, summarize
 from bnstat.recalibrate.writer import Patch, check_target, write_checkpoint
 
 
@@ -87,7 +87,7 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
         if raw.format is CheckpointFormat.ONNX:  # no torch module: onnxruntime runs it
             from bnstat.recalibrate.onnx_recalibrate import recalibrate_onnx
 
-            return recalibrate_onnx(request, raw, progress)
+            return recalibrate_onnx(request, raw, progress, rank, world_size)
         device = resolve_device(request.device)
         check_target(raw, request.output, request.in_place)
         loaded = load_model(raw, request.model, device)
@@ -108,22 +108,8 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
             patches = _patches(loaded, result)
             write_checkpoint(raw, loaded.state, patches, request.output, request.in_place)
     eps = {name: float(module.eps) for name, module in model_batchnorms(loaded.module).items()}
-    return RecalibrationReport(
-        checkpoint=str(request.checkpoint),
-        output=str(request.output) if writes else None,
-        source=loaded.state.name,
-        model=loaded.origin,
-        method=request.method.value,
-        device=str(device),
-        batch_size=options.batch_size,
-        data_kind=data.kind,
-        samples=result.samples,
-        batches=result.batches,
-        skipped=result.passes[0].skipped,
-        unreadable=tuple(data.unreadable),
-        passes=result.passes,
-        sweep_changes=result.sweep_changes,
-        layers=layer_changes(result, eps),
-        unreached=result.unreached,
-        seconds=time.perf_counter() - start,
-    )
+    return summarize(
+        result, data, eps, checkpoint=str(request.checkpoint),
+        output=str(request.output) if writes else None, source=loaded.state.name,
+        model=loaded.origin, device=str(device), seconds=time.perf_counter() - start,
+    )  # fmt: skip

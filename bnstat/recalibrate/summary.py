@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnstat.recalibrate.data import Unreadable
+from bnstat.recalibrate.data import CalibrationData, Unreadable
 from bnstat.recalibrate.estimator import Estimate, LayerEstimate
 from bnstat.recalibrate.runner import PassRecord
 
@@ -83,4 +83,30 @@ def layer_changes(estimate: Estimate, eps: dict[str, float]) -> tuple[LayerChang
     return tuple(
         layer_change(layer, eps[layer.name], consistency.get(layer.name))
         for layer in estimate.layers
+    )
+
+
+def summarize(
+    estimate: Estimate, data: CalibrationData, eps: dict[str, float], *, checkpoint: str,
+    output: str | None, source: str | None, model: str, device: str, seconds: float,
+) -> RecalibrationReport:  # fmt: skip
+    """The report of one recalibration, whatever ran the model."""
+    return RecalibrationReport(
+        checkpoint=checkpoint,
+        output=output,
+        source=source,
+        model=model,
+        method=estimate.method.value,
+        device=device,
+        batch_size=data.options.batch_size,
+        data_kind=data.kind,
+        samples=estimate.samples,
+        batches=estimate.batches,
+        skipped=estimate.passes[0].skipped,
+        unreadable=tuple(data.unreadable),
+        passes=estimate.passes,
+        sweep_changes=estimate.sweep_changes,
+        layers=layer_changes(estimate, eps),
+        unreached=estimate.unreached,
+        seconds=seconds,
     )
