@@ -7,10 +7,14 @@ with --debug); they are turned into exit code 2 here and nowhere else.
 
 from __future__ import annotations
 
-from bnstat.cli import inspect_commands, recalibrate_command
+# commands are listed in --help in the order they are registered
+# isort: off
+from bnstat.cli import inspect_commands, recalibrate_command, diff_command
+# isort: on
+
 from bnstat.cli.app import app
 
-__all__ = ["app", "inspect_commands", "main", "recalibrate_command"]
+__all__ = ["app", "diff_command", "inspect_commands", "main", "recalibrate_command"]
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bnstat.formats.table import string_console
-from bnstat.formats.text import number
+from bnstat.formats.text import finite_or_none, number
 from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
 
 
@@ -109,8 +109,11 @@ def recalibration_json(report: RecalibrationReport) -> str:
             {
                 "name": layer.name,
                 "channels": layer.channels,
-                "mean_shift": _finite(layer.mean_shift),
-                "var_ratio": [_finite(layer.var_ratio_low), _finite(layer.var_ratio_high)],
+                "mean_shift": finite_or_none(layer.mean_shift),
+                "var_ratio": [
+                    finite_or_none(layer.var_ratio_low),
+                    finite_or_none(layer.var_ratio_high),
+                ],
                 "changed_channels": layer.changed,
                 "consistency": layer.consistency,
             }
@@ -118,7 +121,3 @@ def recalibration_json(report: RecalibrationReport) -> str:
         ],
     }
     return json.dumps(data, indent=2) + "\n"
-
-
-def _finite(value: float) -> float | None:
-    return value if value == value and abs(value) != float("inf") else None

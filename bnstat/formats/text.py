@@ -61,3 +61,8 @@ def min_abs_weight(layer: LayerReport) -> float | None:
     """The smallest |gamma| of a layer (None when it is not affine)."""
     weight = layer.values.weight
     return float(abs(weight).min()) if weight is not None and len(weight) else None
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """A number for JSON: NaN and infinities become null."""
+    return value if value is not None and value == value and abs(value) != float("inf") else None

@@ -1,22 +1,14 @@
-"""What a recalibration did: per layer, how far the statistics moved and how exact they are.
-
-A mean shift is measured in units of the new standard deviation (scale-free, and what
-matters for the normalised output); a variance change as the ratio new/old. A channel
-counts as changed when its mean moved by more than 1% of a standard deviation or its
-variance by more than 1%.
-"""
+"""What a recalibration did: per layer, how far the statistics moved (`bnstat.drift`) and
+how exact they are."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from bnstat.drift import drift
 from bnstat.recalibrate.data import CalibrationData, Unreadable
 from bnstat.recalibrate.estimator import Estimate, LayerEstimate
 from bnstat.recalibrate.runner import PassRecord
-
-CHANGED = 0.01
 
 
 @dataclass(frozen=True)
@@ -59,21 +51,17 @@ class RecalibrationReport:
 
 
 def layer_change(layer: LayerEstimate, eps: float, consistency: float | None) -> LayerChange:
-    old_mean, old_var = layer.before.mean.numpy(), layer.before.var.numpy()
-    new_mean, new_var = layer.after.mean.numpy(), layer.after.var.numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.abs(new_mean - old_mean) / np.sqrt(new_var + eps)
-        ratio = new_var / old_var
-    shift = np.where(np.isfinite(shift), shift, np.inf)
-    ratio = np.where(np.isfinite(ratio) & (old_var > 0), ratio, np.inf)
-    moved = (shift > CHANGED) | (np.abs(ratio - 1) > CHANGED)
+    moved = drift(
+        layer.before.mean.numpy(), layer.before.var.numpy(),
+        layer.after.mean.numpy(), layer.after.var.numpy(), eps,
+    )  # fmt: skip
     return LayerChange(
         name=layer.name,
-        channels=len(new_mean),
-        mean_shift=float(shift.max(initial=0.0)),
-        var_ratio_low=float(ratio.min(initial=np.inf)),
-        var_ratio_high=float(ratio.max(initial=0.0)),
-        changed=int(moved.sum()),
+        channels=len(layer.after.mean),
+        mean_shift=moved.mean_shift,
+        var_ratio_low=moved.var_ratio_low,
+        var_ratio_high=moved.var_ratio_high,
+        changed=moved.changed,
         consistency=consistency,
     )
 

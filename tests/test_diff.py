@@ -1,0 +1,77 @@
+"""`bnstat diff`: per-layer drift between two checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+from zoo import SAMPLES
+
+
+def layers(result) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    return {layer["name"]: layer for layer in json.loads(result.stdout)["layers"]}
+
+
+def test_a_file_against_itself_has_no_change(cli):
+    result = cli(
+        "diff", SAMPLES / "healthy.pt", SAMPLES / "healthy.safetensors", "--fail-on-change"
+    )
+    assert result.exit_code == 0
+    assert "0 of 7 layers changed" in result.stdout
+
+
+def test_changed_gamma_and_changed_statistics(cli):
+    dead = layers(
+        cli("diff", SAMPLES / "healthy.pt", SAMPLES / "bn004_dead_channel.pt", "-f", "json")
+    )
+    assert [name for name, layer in dead.items() if layer["changed"]] == ["block1.bn1"]
+    assert dead["block1.bn1"]["weight_change"] > 0.5 and dead["block1.bn1"]["mean_shift"] == 0
+    shifted = layers(
+        cli(
+            "diff",
+            SAMPLES / "healthy.safetensors",
+            SAMPLES / "stats_inverted.safetensors",
+            "-f",
+            "json",
+        )
+    )
+    assert all(layer["changed"] and layer["mean_shift"] > 0.1 for layer in shifted.values())
+    result = cli(
+        "diff",
+        SAMPLES / "healthy.safetensors",
+        SAMPLES / "stats_inverted.safetensors",
+        "--fail-on-change",
+    )
+    assert result.exit_code == 1
+
+
+def test_layers_only_in_one_file_or_of_another_size(cli, tmp_path):
+    state = torch.load(SAMPLES / "healthy.pt", weights_only=True)
+    edited = {k: v for k, v in state.items() if not k.startswith("fc_bn.")}
+    for key in ("running_mean", "running_var", "weight", "bias"):
+        edited[f"stem.bn.{key}"] = state[f"stem.bn.{key}"][:8].clone()
+    edited["extra.running_mean"], edited["extra.running_var"] = torch.zeros(3), torch.ones(3)
+    torch.save(edited, tmp_path / "edited.pt")
+    diff = layers(cli("diff", SAMPLES / "healthy.pt", tmp_path / "edited.pt", "-f", "json"))
+    assert diff["fc_bn"]["channels"] == [64, None] and diff["extra"]["channels"] == [None, 3]
+    assert diff["stem.bn"]["channels"] == [16, 8] and diff["stem.bn"]["mean_shift"] is None
+
+
+def test_diff_needs_no_torch():
+    files = [str(SAMPLES / "healthy.pt"), str(SAMPLES / "bn002_negative_variance.safetensors")]
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from bnstat.cli import main\n"
+        f"sys.argv = ['bnstat', 'diff', *{files!r}]\n"
+        "main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 7 layers changed" in result.stdout
+
+
+def test_unreadable_input_is_exit_2(cli):
+    result = cli("diff", SAMPLES / "healthy.pt", SAMPLES / "unreadable" / "empty.pt")
+    assert result.exit_code == 2 and "empty file" in result.stderr
