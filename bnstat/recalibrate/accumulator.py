@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bnstat.errors import ModelError
 from bnstat.recalibrate import distributed
 
 FLUSH_EVERY = 256
@@ -30,6 +31,14 @@ class Moments:
     mean: torch.Tensor  # float64, on the CPU
     var: torch.Tensor
     count: int
+
+    def require_finite(self, layer: str) -> None:
+        """Refuse statistics that NaN or inf activations made: they name the layer hit."""
+        if not (torch.isfinite(self.mean).all() and torch.isfinite(self.var).all()):
+            raise ModelError(
+                f"non-finite activations reach layer {layer}: check the data and the weights "
+                "before it (nothing was changed or written)"
+            )
 
 
 class ChannelMoments:

@@ -109,11 +109,7 @@ def _snapshot(layer: BatchNormLayer) -> Moments:
 
 
 def _store(layer: BatchNormLayer, moments: Moments, batches: int) -> None:
-    if not (torch.isfinite(moments.mean).all() and torch.isfinite(moments.var).all()):
-        raise ModelError(
-            f"non-finite activations reach layer {layer.name}: check the data and the weights "
-            "before it (the statistics were left unchanged)"
-        )
+    moments.require_finite(layer.name)
     module = layer.module
     module.running_mean.copy_(moments.mean.to(module.running_mean))
     module.running_var.copy_(moments.var.to(module.running_var))

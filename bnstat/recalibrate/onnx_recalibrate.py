@@ -194,12 +194,8 @@ def _sweep(
 
 def _as_stored(name: str, moments: Moments, old: Stats) -> Stats:
     """New statistics rounded to the stored dtype, as the written model will hold them."""
+    moments.require_finite(name)
     mean, var = moments.mean.numpy(), moments.var.numpy()
-    if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-        raise ModelError(
-            f"non-finite activations reach layer {name}: check the data and the weights "
-            "before it (nothing was written)"
-        )
     try:
         return Stats(*(_encoded(new, like) for new, like in ((mean, old.mean), (var, old.var))))
     except ValueError as err:
