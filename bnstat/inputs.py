@@ -43,37 +43,34 @@ def _scan_directory(folder: Path) -> list[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
-    candidates = [p for p in found if _is_candidate(p)]
-    parts = set(_shards_named_by_indexes(p for p in candidates if p.name.endswith(".json")))
-    parts |= _onnx_side_files(candidates)
+    kinds = {path: _container(path) for path in found}
+    candidates = [p for p, kind in kinds.items() if kind or p.suffix.lower() in CHECKPOINT_SUFFIXES]
+    parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
+    if any(kinds[p] is None for p in candidates):  # raw side files never sniff as checkpoints
+        parts |= _onnx_side_files(p for p, kind in kinds.items() if kind is Container.ONNX)
     return [p for p in candidates if p not in parts and p.resolve() not in parts]
 
 
-def _is_candidate(path: Path) -> bool:
+def _container(path: Path) -> Container | None:
+    """What the file sniffs as, or None when it is no checkpoint (or unreadable)."""
     try:
-        sniff(path)
-        return True
+        return sniff(path)
     except BnstatError:
-        return path.suffix.lower() in CHECKPOINT_SUFFIXES
+        return None
 
 
-def _onnx_side_files(candidates: Iterable[Path]) -> set[Path]:
-    """External-data files of the ONNX models among the candidates: read with their model."""
+def _onnx_side_files(models: Iterable[Path]) -> set[Path]:
+    """External-data files of these ONNX models: they are read with their model."""
     side: set[Path] = set()
-    for path in candidates:
-        try:
-            if sniff(path) is Container.ONNX:
-                side |= external_data_files(path)
-        except BnstatError:
-            continue
+    for path in models:
+        side |= external_data_files(path)
     return side
 
 
-def _shards_named_by_indexes(indexes: Iterable[Path]) -> Iterable[Path]:
+def _shards(indexes: Iterable[Path]) -> Iterable[Path]:
+    """The shard files named by shard indexes (the index itself is what gets analysed)."""
     for index in indexes:
         try:
-            if sniff(index) is not Container.SHARD_INDEX:
-                continue
             yield from (index.parent / name for name in set(shard_names(index)))
         except (BnstatError, OSError):
             continue  # the index itself is reported when analysed
