@@ -279,8 +279,10 @@ class PickleScanner:
                 else:
                     raise _corrupt(f"{name} without a MARK", pos)
                 if kind:
-                    if kind == _PUT:
-                        if arg == 1:
+                    if kind in (_PUT, _MEMOIZE):
+                        if kind == _MEMOIZE:
+                            index = self._memo_puts
+                        elif arg == 1:
                             index = data[pos + 1]
                         elif arg == 4:
                             index = int.from_bytes(data[pos + 1 : arg_end], "little")
@@ -300,14 +302,6 @@ class PickleScanner:
                         marks.append(height)
                     elif kind == _BYTES:
                         cost += arg_end - pos
-                    elif kind == _MEMOIZE:
-                        index = self._memo_puts
-                        if index >= memo_size:
-                            cost += _POINTER * (2 * index - memo_size)
-                            memo_size = 2 * index
-                        self._memo_puts += 1
-                        if naming:
-                            self._name_memo(index)
                     elif kind == _STOP:
                         used += cost
                         pos = arg_end
