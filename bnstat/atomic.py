@@ -11,43 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 from bnstat.errors import OutputError
-
-
-class Terminated(SystemExit):
-    """SIGTERM arrived while a file was being written.
-
-    A `SystemExit` (status 143, as a shell reports a process ended by SIGTERM): cleanup
-    code sees it on its way out, and the interpreter exits quietly, without a traceback.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from bnstat.termination import sigterm_raises
 
 
 @contextmanager
@@ -57,7 +28,7 @@ def atomic_output(target: Path, like: Path | None = None) -> Iterator[Path]:
     The result gets the target's permissions if it exists, else those of `like`.
     """
     folder = target.parent
-    with _sigterm_raises():  # before the temporary file exists, so none is ever orphaned
+    with sigterm_raises():  # before the temporary file exists, so none is ever orphaned
         try:
             handle, name = tempfile.mkstemp(
                 prefix=f".{target.name}.", suffix=".bnstat-tmp", dir=folder

@@ -92,7 +92,10 @@ MaxSamplesOpt = Annotated[
 SeedOpt = Annotated[int, _option("Seed for the sample order and subset.")]
 BatchSizeOpt = Annotated[int, _option("Samples per forward pass.")]
 WorkersOpt = Annotated[int | None, _option("Image decoding processes [default: min(4, CPUs)].")]
-CacheOpt = Annotated[int, _option("Keep decoded data in memory between passes up to this many MB.")]
+CacheOpt = Annotated[
+    int,
+    _option("Memory for decoded data and cached activations, MB; beyond it they go to disk."),
+]
 DeviceOpt = Annotated[str, _option("auto, cpu, cuda, cuda:N or mps.")]
 InputKeyOpt = Annotated[
     str | None, _option("Call the model with {KEY: batch} instead of the batch.")

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from bnstat.formats.table import string_console
 from bnstat.formats.text import finite_or_none, number
+from bnstat.recalibrate.cache import CacheUse
 from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
 
 
@@ -40,11 +41,15 @@ def render_recalibration(report: RecalibrationReport, color: bool = False, width
 
 def _facts(report: RecalibrationReport) -> list[str]:
     sweeps = [p for p in report.passes if p.label != "verify"]
+    processes = f" in {report.processes} processes" if report.processes > 1 else ""
     lines = [
         f"{report.samples} samples in {report.batches} batches of {report.batch_size} "
-        f"({report.data_kind}), method {report.method}, device {report.device}, "
+        f"({report.data_kind}), method {report.method}, device {report.device}{processes}, "
         f"model from {report.model}",
-        f"{len(sweeps)} passes in {sum(p.seconds for p in sweeps):.2f} s"
+        report.strategy,
+        *([_cache_line(report.cache)] if report.cache is not None else []),
+        f"{len(sweeps)} pass{'' if len(sweeps) == 1 else 'es'} over the data in "
+        f"{sum(p.seconds for p in sweeps):.2f} s"
         + (
             f" + verification {report.passes[-1].seconds:.2f} s"
             if len(sweeps) < len(report.passes)
@@ -77,6 +82,20 @@ def _facts(report: RecalibrationReport) -> list[str]:
     return lines
 
 
+def _cache_line(cache: CacheUse) -> str:
+    disk = (
+        f"{megabytes(cache.spilled_bytes)} written to disk" if cache.spilled_bytes else "in memory"
+    )
+    return (
+        f"activation cache: largest {megabytes(cache.peak_bytes)}, {disk} "
+        f"(--cache-mb {cache.budget_bytes // 2**20}, decoded data included)"
+    )
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
 def recalibration_json(report: RecalibrationReport) -> str:
     data: dict[str, Any] = {
         "schema_version": 1,
@@ -91,6 +110,15 @@ def recalibration_json(report: RecalibrationReport) -> str:
         "samples": report.samples,
         "batches": report.batches,
         "skipped_samples": report.skipped,
+        "processes": report.processes,
+        "strategy": report.strategy,
+        "cache": None
+        if report.cache is None
+        else {
+            "peak_bytes": report.cache.peak_bytes,
+            "spilled_bytes": report.cache.spilled_bytes,
+            "budget_bytes": report.cache.budget_bytes,
+        },
         "seconds": round(report.seconds, 4),
         "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
         "passes": [

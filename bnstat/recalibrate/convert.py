@@ -18,7 +18,7 @@ from bnstat.errors import ModelError
 from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint
 from bnstat.recalibrate.model_source import torch_tensor
-from bnstat.recalibrate.writer import Patch, output_is_safetensors
+from bnstat.recalibrate.target import Patch, output_is_safetensors
 
 
 def _replaced(original: torch.Tensor, patch: Patch) -> torch.Tensor:

@@ -1,34 +1,25 @@
-"""Build the runnable model that recalibration needs from what the checkpoint holds.
+"""What every runtime's opener needs: the user's model options and the checks they share.
 
-Three sources, in order of trust: a TorchScript archive or a torch.export program runs as
-it is (no source code needed); a state dict is loaded strictly into the module that `--arch
-module.path:factory` (or `path/to/file.py:factory`) builds; a whole pickled module is
-loaded with `torch.load(weights_only=False)` only under `--unsafe-load`, because that
-runs code from the file. The tensors of a state dict come from bnstat's own readers, so
-Lightning checkpoints and other files that `weights_only=True` refuses still load.
+Which model of the file to recalibrate (`--source`), whether a pickle that would run code
+may be copied into a new checkpoint (`--unsafe-load`), which device to run on, and how
+to turn a lazily read tensor into a torch tensor. The openers themselves, one per
+checkpoint format, are in `runtimes`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from bnstat.discovery import models_in
-from bnstat.errors import ModelError, UnsafeCheckpointError
-from bnstat.layout import BOOKKEEPING_KEYS, StateDict
-from bnstat.readers import CheckpointFormat, RawCheckpoint
-from bnstat.rules.bn011_code_in_pickle import executes_code
+from bnstat.errors import ModelError, UnsafeCheckpointError, UsageError
+from bnstat.layout import StateDict
+from bnstat.readers import RawCheckpoint
+from bnstat.readers.pickle_risk import executes_code
 from bnstat.tensor_ref import TensorRef
-
-SHOWN_KEYS = 8
 
 
 @dataclass(frozen=True)
@@ -41,11 +32,37 @@ class ModelSpec:
     source: str | None = None
 
 
-@dataclass
-class LoadedModel:
-    module: nn.Module
-    state: StateDict  # where in the file the statistics live
-    origin: str  # "torchscript", "arch" or "pickled module"
+@dataclass(frozen=True)
+class ModelRequest:
+    """Everything an opener needs besides the file: the spec, the device, the input key."""
+
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    device: str = "auto"
+    input_key: str | None = None
+
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def choose_state(raw: RawCheckpoint, source: str | None) -> StateDict:
@@ -82,151 +99,21 @@ def refuse_code(raw: RawCheckpoint, spec: ModelSpec) -> None:
         )
 
 
-def load_model(raw: RawCheckpoint, spec: ModelSpec, device: torch.device) -> LoadedModel:
-    refuse_code(raw, spec)
-    state = choose_state(raw, spec.source)
-    if raw.format is CheckpointFormat.PT2:
-        program = _run_loader(
-            lambda: torch.export.load(str(raw.path)), "load the torch.export program"
-        )
-        return LoadedModel(program.module().to(device), state, "torch.export")
-    if raw.format is CheckpointFormat.TORCHSCRIPT:
-        module = _run_loader(
-            lambda: torch.jit.load(str(raw.path), map_location=device),  # type: ignore[no-untyped-call]
-            "load the TorchScript archive",
-        )
-        return LoadedModel(module, state, "torchscript")
+def refuse_arch(spec: ModelSpec, what: str) -> None:
+    """`--arch` builds a module for a state dict; a model that runs as it is takes none."""
     if spec.arch is not None:
-        module = build_from_arch(spec.arch, spec.arch_kwargs)
-        load_state_strictly(module, state)
-        return LoadedModel(module.to(device), state, "arch")
-    if state.pickled_module:
-        if not spec.unsafe_load:
-            raise ModelError(
-                "this file pickles a whole module, which can only be rebuilt by running code "
-                "from it: pass --unsafe-load if you trust the file, or --arch module:factory"
-            )
-        return LoadedModel(_unpickle_module(raw, state).to(device), state, "pickled module")
-    raise ModelError(
-        "a state dict does not say which network it belongs to: pass --arch "
-        "package.module:factory or path/to/model.py:factory (and --arch-kwargs JSON)"
-    )
+        raise UsageError(f"--arch is for state dicts: {what} runs as it is")
 
 
-def _run_loader(load: Callable[[], Any], what: str) -> Any:
+def run_loader(load: Callable[[], Any], what: str) -> Any:
+    """Call a loader that runs the user's or the file's code; its failures are ModelErrors."""
     try:
         return load()
     except Exception as err:
         raise ModelError(f"cannot {what}: {type(err).__name__}: {err}") from err
 
 
-def import_factory(arch: str) -> Callable[..., Any]:
-    """The callable named by `package.module:attr` or `path/to/file.py:attr`."""
-    target, sep, attribute = arch.rpartition(":")
-    if not sep or not target or not attribute:
-        raise ModelError(f"--arch {arch!r}: expected package.module:factory or file.py:factory")
-    try:
-        module = _import_file(Path(target)) if target.endswith(".py") else _import_module(target)
-        factory: Any = module
-        for part in attribute.split("."):
-            factory = getattr(factory, part)
-    except ModelError:
-        raise
-    except Exception as err:  # the user's code may fail in any way while importing
-        raise ModelError(f"--arch {arch!r}: cannot import: {type(err).__name__}: {err}") from err
-    if not callable(factory):
-        raise ModelError(f"--arch {arch!r}: {attribute} is not callable")
-    return factory  # type: ignore[no-any-return]
-
-
-def _import_module(name: str) -> Any:
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # like `python -m`: the working directory first
-    return importlib.import_module(name)
-
-
-def _import_file(path: Path) -> Any:
-    if not path.is_file():
-        raise ModelError(f"--arch: no such file {path}")
-    name = f"bnstat_arch_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModelError(f"--arch: cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    sys.path.insert(0, str(path.parent.resolve()))  # for the file's own sibling imports
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent.resolve()))
-    return module
-
-
-def build_from_arch(arch: str, kwargs: Mapping[str, Any]) -> nn.Module:
-    factory = import_factory(arch)
-    module = _run_loader(lambda: factory(**kwargs), f"build the model with {arch}")
-    if not isinstance(module, nn.Module):
-        raise ModelError(f"--arch {arch!r} returned {type(module).__name__}, not a torch.nn.Module")
-    return module
-
-
 def torch_tensor(ref: TensorRef) -> torch.Tensor:
     """A torch tensor with the stored dtype and values of a lazy tensor."""
     values = torch.from_numpy(ref.read().copy())
     return values.to(torch.bfloat16) if ref.dtype.name == "bfloat16" else values
-
-
-def load_state_strictly(module: nn.Module, state: StateDict) -> None:
-    """`load_state_dict(strict=True)`, with missing and unexpected keys listed on failure.
-
-    Keys and shapes are compared before any tensor is read, so a file with thousands of
-    foreign tensors costs nothing to reject.
-    """
-    refs = {k: t for k, t in state.tensors.items() if k not in BOOKKEEPING_KEYS}
-    expected = module.state_dict()
-    missing, unexpected = sorted(set(expected) - set(refs)), sorted(set(refs) - set(expected))
-    if missing or unexpected:
-        raise ModelError(
-            f"the checkpoint does not match the model built by --arch: "
-            f"{_key_list('missing', missing)}{'; ' if missing and unexpected else ''}"
-            f"{_key_list('unexpected', unexpected)}"
-        )
-    wrong = [k for k, t in refs.items() if t.numel != expected[k].numel()]
-    if wrong:
-        shapes = ", ".join(
-            f"{k} {refs[k].shape} vs {tuple(expected[k].shape)}" for k in wrong[:SHOWN_KEYS]
-        )
-        raise ModelError(
-            f"the checkpoint does not match the model built by --arch: shapes differ: {shapes}"
-        )
-    try:
-        module.load_state_dict({k: torch_tensor(t) for k, t in refs.items()}, strict=True)
-    except RuntimeError as err:  # shapes of the same size but another layout
-        raise ModelError(f"the checkpoint does not match the model built by --arch: {err}") from err
-
-
-def _key_list(kind: str, keys: list[str]) -> str:
-    if not keys:
-        return ""
-    more = f", ... +{len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
-    return f"{len(keys)} {kind} key(s): {', '.join(keys[:SHOWN_KEYS])}{more}"
-
-
-def _unpickle_module(raw: RawCheckpoint, state: StateDict) -> nn.Module:
-    """The pickled module at `state.name` in the file (trusted by --unsafe-load)."""
-    loaded = _run_loader(
-        lambda: torch.load(raw.path, map_location="cpu", weights_only=False), "unpickle the module"
-    )
-    for part in (state.name or "").split("/") if state.name else ():
-        loaded = loaded[int(part)] if isinstance(loaded, list | tuple) else loaded[part]
-    if not isinstance(loaded, nn.Module):
-        raise ModelError(f"{state.name or 'the file'} does not hold an nn.Module")
-    return loaded
-
-
-def input_channels(module: nn.Module) -> int | None:
-    """Channels the model's first convolution expects, to decode images to match."""
-    for parameter in module.parameters():
-        if parameter.dim() >= 3:
-            return int(parameter.shape[1])
-    return None

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bnstat.drift import drift
+from bnstat.recalibrate.cache import CacheUse
 from bnstat.recalibrate.data import CalibrationData, Unreadable
 from bnstat.recalibrate.estimator import Estimate, LayerEstimate
-from bnstat.recalibrate.runner import PassRecord
+from bnstat.recalibrate.passes import PassRecord
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class RecalibrationReport:
     layers: tuple[LayerChange, ...]
     unreached: tuple[str, ...]
     seconds: float
+    strategy: str  # how the exact statistics were computed, in words
+    cache: CacheUse | None  # the activation cache of a segmented sweep
+    processes: int  # under torchrun: how many shared the data
 
     @property
     def consistency(self) -> float | None:
@@ -77,6 +81,7 @@ def layer_changes(estimate: Estimate, eps: dict[str, float]) -> tuple[LayerChang
 def summarize(
     estimate: Estimate, data: CalibrationData, eps: dict[str, float], *, checkpoint: str,
     output: str | None, source: str | None, model: str, device: str, seconds: float,
+    processes: int = 1,
 ) -> RecalibrationReport:  # fmt: skip
     """The report of one recalibration, whatever ran the model."""
     return RecalibrationReport(
@@ -97,4 +102,7 @@ def summarize(
         layers=layer_changes(estimate, eps),
         unreached=estimate.unreached,
         seconds=seconds,
+        strategy=estimate.strategy,
+        cache=estimate.cache,
+        processes=processes,
     )

@@ -15,54 +15,15 @@ import os
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from bnstat.atomic import atomic_output, copy_into
 from bnstat.dtypes import encode
-from bnstat.errors import ModelError, UsageError
+from bnstat.errors import ModelError
 from bnstat.layout import StateDict, find_state_dicts
 from bnstat.readers import CheckpointFormat, RawCheckpoint
 from bnstat.readers.torch_zip import ZipMemberRegion
-from bnstat.tensor_ref import TensorRef
-
-TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".tar"}
-
-
-@dataclass(frozen=True)
-class Patch:
-    """New values for one stored tensor (shape as stored)."""
-
-    key: str
-    tensor: TensorRef
-    values: np.ndarray
-
-
-def output_is_safetensors(output: Path, raw: RawCheckpoint) -> bool:
-    """The output's format family: from its extension, else the input's."""
-    suffix = output.suffix.lower()
-    if suffix == ".safetensors":
-        return True
-    if suffix in TORCH_SUFFIXES:
-        return False
-    return raw.format is CheckpointFormat.SAFETENSORS
-
-
-def check_target(raw: RawCheckpoint, output: Path, in_place: bool) -> None:
-    """Refuse to overwrite the input unless told to, and refuse impossible targets."""
-    same = output.exists() and os.path.samefile(output, raw.path)
-    if same and not in_place:
-        raise UsageError(
-            f"--output {output} is the input checkpoint: pass --in-place to overwrite it"
-        )
-    if in_place and not same:
-        raise UsageError(
-            "--in-place writes back to the input: leave --output out or give the input's path"
-        )
-    if not output.parent.is_dir():
-        raise UsageError(f"--output {output}: folder {output.parent} does not exist")
+from bnstat.recalibrate.target import Patch, output_is_safetensors
 
 
 def write_checkpoint(

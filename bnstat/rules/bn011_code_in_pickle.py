@@ -26,36 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from bnstat.readers.pickle_risk import executes_code
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
-
-_MODULES = {
-    "os", "posix", "nt", "subprocess", "sys", "importlib", "marshal", "types", "runpy",
-    "pty", "socket", "ctypes", "pickle", "_pickle", "shutil", "code", "codeop",
-    "webbrowser", "multiprocessing", "asyncio", "signal", "platform", "pdb", "commands",
-    "popen2", "http", "urllib", "requests", "ftplib", "smtplib", "telnetlib", "bdb",
-}  # fmt: skip
-_BUILTINS = {
-    "eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr", "open",
-    "globals", "locals", "vars", "input", "breakpoint", "memoryview", "help", "apply",
-    "execfile", "file", "reload",
-}  # fmt: skip
-_CALLABLES = {
-    "functools.partial", "functools.reduce", "operator.attrgetter", "operator.methodcaller",
-    "operator.itemgetter", "torch.load", "torch.hub.load", "numpy.load",
-    "torch.serialization.load", "torch.jit.load", "torch._C._jit_set_profiling_mode",
-}  # fmt: skip
-
-
-def executes_code(qualified: str) -> bool:
-    """Whether a pickled global is a known way to run code or reach the system."""
-    module, _, name = qualified.rpartition(".")
-    root = module.split(".", 1)[0]
-    if root in _MODULES:
-        return True
-    if module in ("builtins", "__builtin__") and name in _BUILTINS:
-        return True
-    return qualified in _CALLABLES
 
 
 def check(data: RuleInput) -> Iterator[Hit]:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from bnstat.readers.pickle_risk import executes_code
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
-from bnstat.rules.bn011_code_in_pickle import executes_code
 
 SHOWN = 6
 

@@ -192,7 +192,7 @@ def test_a_static_batch_runs_whole_batches_only(cli, tmp_path):
         ("digits_folded.onnx", (), "no BatchNormalization nodes"),
         ("digits.onnx", ("--method", "train-average"), "--method exact"),
         ("digits.onnx", ("--arch", "x.py:f"), "an ONNX model runs as it is"),
-        ("digits.onnx", ("--output", "out.safetensors"), "is written as ONNX"),
+        ("digits.onnx", ("--output", "out.safetensors"), "bnstat writes .onnx"),
     ],
 )
 def test_what_cannot_be_done_is_refused(cli, tmp_path, model, extra, message):

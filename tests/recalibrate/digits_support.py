@@ -84,6 +84,7 @@ def consistency_violations(model: nn.Module, data: torch.Tensor, atol: float = 1
     """Layers whose stored statistics differ from their eval-mode input statistics by more
     than 1e-4 relative (plus `atol`, for values near zero)."""
     measured = eval_input_moments(model, data)
+    assert measured, "no BatchNorm layer was measured (hooks do not reach TorchScript modules)"
     bad = []
     for name, module in model.named_modules():
         if name in measured:

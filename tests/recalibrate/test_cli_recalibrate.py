@@ -50,13 +50,39 @@ def test_broken_statistics_are_repaired(cli, tmp_path, digits):
     assert cli("inspect", output).exit_code == 0 and "no findings" in cli("inspect", output).stdout
 
 
+def as_eager(archive: Path) -> torch.nn.Module:
+    """The statistics of a TorchScript archive in the eager digits model, to check them."""
+    model = digits_model()
+    model.load_state_dict(torch.jit.load(str(archive)).state_dict())
+    return model
+
+
 def test_torchscript_needs_no_source(cli, tmp_path, digits):
     output = tmp_path / "fixed.pt"
     result = recalibrate(cli, SAMPLES / "scripted.pt", output, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["model"] == "torchscript"
-    scripted = torch.jit.load(str(output))
-    assert consistency_violations(scripted, digits) == []
+    report = json.loads(result.stdout)
+    assert report["model"] == "torchscript" and report["strategy"].startswith("segmented")
+    assert consistency_violations(as_eager(output), digits) == []
+
+
+def test_traced_torchscript_is_recalibrated_with_the_eps_of_its_graph(cli, tmp_path, digits):
+    model = digits_model("stats_reset.safetensors")
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 1e-3  # a constant of the traced graph, not an attribute
+    archive, output = tmp_path / "traced.pt", tmp_path / "fixed.pt"
+    torch.jit.save(torch.jit.trace(model, digits[:4]), str(archive))
+    result = recalibrate(cli, archive, output, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["strategy"].startswith("segmented") and report["consistency"] < 1e-5
+    fixed = as_eager(output)
+    for module in fixed.modules():  # what the traced graph normalises with
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 1e-3
+    assert consistency_violations(fixed, digits) == []
+    assert accuracy(fixed, digits) >= accuracy(digits_model(), digits) - 0.02
 
 
 def test_arch_as_module_path_with_kwargs(cli, tmp_path, monkeypatch):

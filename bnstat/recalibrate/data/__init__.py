@@ -59,6 +59,7 @@ class CalibrationData:
         self.unreadable: list[Unreadable] = []
         self.samples_seen = 0
         self._cache: list[torch.Tensor] | None = None
+        self.held_bytes = 0  # decoded batches kept in memory for the next pass
 
     def batches(
         self, merge_singleton: bool = False, progress: Callable[[int], None] | None = None
@@ -66,10 +67,10 @@ class CalibrationData:
         """Yield float32 batches of `batch_size` samples (the last may be smaller).
 
         The first pass decodes (refilling `unreadable`) and keeps the batches when they fit
-        in `cache_bytes`; later passes then replay them without touching the files, so treat
-        the batches as read-only. A completed pass sets `samples_seen`. `merge_singleton`
-        folds a final one-sample batch into the batch before it; `progress` is called with
-        the size of every batch yielded.
+        in `cache_bytes` (`held_bytes` says how much it holds); later passes then replay
+        them without touching the files, so treat the batches as read-only. A completed
+        pass sets `samples_seen`. `merge_singleton` folds a final one-sample batch into the
+        batch before it; `progress` is called with the size of every batch yielded.
         """
         source = iter(self._cache) if self._cache is not None else self._decode_pass()
         seen = 0
@@ -86,14 +87,15 @@ class CalibrationData:
         if self.kind == "tensors":
             pieces = select_samples(pieces, self.options.max_samples, self.rank, self.world_size)
         cache: list[torch.Tensor] | None = []
-        cached_bytes = count = 0
+        cached_bytes = count = self.held_bytes = 0
         for batch in rechunk(pieces, self.options.batch_size):
             count += len(batch)
             cached_bytes += batch.element_size() * batch.nelement()
             if cache is not None and cached_bytes <= self.options.cache_bytes:
                 cache.append(batch)
+                self.held_bytes = cached_bytes
             else:
-                cache = None
+                cache, self.held_bytes = None, 0
             yield batch
         if count == 0:
             raise self._nothing_read()
@@ -114,12 +116,14 @@ class CalibrationData:
                 yield samples
 
     def _loader(self) -> DataLoader[Item]:
+        """Images are decoded in `workers` processes; tensor files, which need no decoding,
+        are read here (starting workers would cost more than it saves)."""
         images = self.kind == "images"
         decode = ImageDecoder(self.options) if images else load_tensor_file
         return DataLoader(
             Files(self.files, decode),
             batch_size=self.options.batch_size if images else 1,
-            num_workers=self.options.workers,
+            num_workers=self.options.workers if images else 0,
             collate_fn=collate,
         )
 

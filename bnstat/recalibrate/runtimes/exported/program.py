@@ -1,12 +1,10 @@
-"""torch.export programs (`.pt2`): their BatchNorm layers are calls in a graph, not modules.
+"""torch.export programs: their BatchNorm layers are calls in a graph, not modules.
 
-`torch.export.load(path).module()` runs the exported graph; each BatchNorm is an
-`aten.batch_norm` (or `_native_batch_norm_legit_no_training`) call that reads buffers
-owned by the program, with eps baked into the call. `ExportedBatchNorm` presents such a
-call with the attributes the estimator uses (its buffers, eps), and `GraphProbe` copies
-the graph with the wanted calls' inputs as its outputs and dead code removed, as the
-TorchScript probe does. Programs are exported in eval mode, so only the exact method
-applies, and a program exported for one batch size runs only batches of that size.
+`torch.export.load(path).module()` (or `export(model).module()`) runs the exported graph;
+each BatchNorm is an `aten.batch_norm` (or `_native_batch_norm_legit_no_training`) call
+that reads buffers owned by the program, with eps baked into the call.
+`ExportedBatchNorm` presents such a call with the attributes of a BatchNorm module
+(buffers, eps), so the rest of recalibration treats both alike.
 """
 
 from __future__ import annotations
@@ -14,20 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 
-def is_exported(model: nn.Module) -> bool:
-    """An unlifted torch.export program (BatchNorm as graph calls on its own buffers)."""
-    return isinstance(model, fx.GraphModule) and any(True for _ in batchnorm_calls(model.graph))
-
-
-def batchnorm_calls(graph: fx.Graph) -> list[fx.Node]:
-    return [
-        node
-        for node in graph.nodes
-        if node.op == "call_function" and "batch_norm" in str(node.target) and len(node.args) >= 5
-    ]
+def is_batchnorm_call(node: fx.Node) -> bool:
+    return node.op == "call_function" and "batch_norm" in str(node.target) and len(node.args) >= 5
 
 
 def _buffer_target(node: Any) -> str | None:
@@ -35,7 +24,9 @@ def _buffer_target(node: Any) -> str | None:
 
 
 def call_name(node: fx.Node) -> str | None:
-    """The layer a call belongs to: the prefix of the running_mean buffer it reads."""
+    """The layer a batch_norm call belongs to: the prefix of the running_mean it reads."""
+    if not is_batchnorm_call(node):
+        return None
     target = _buffer_target(node.args[3])
     if target is None or not target.endswith("running_mean"):
         return None
@@ -52,8 +43,6 @@ class ExportedBatchNorm:
         self._count = f"{prefix}.num_batches_tracked" if prefix else "num_batches_tracked"
         eps: Any = node.kwargs.get("eps", node.args[7] if len(node.args) > 7 else 1e-5)
         self.eps = float(eps)
-        self.momentum = None  # never used: exported programs run in eval mode
-        self.training = False
 
     @property
     def running_mean(self) -> torch.Tensor:
@@ -73,16 +62,11 @@ class ExportedBatchNorm:
 
 def exported_batchnorms(program: fx.GraphModule) -> dict[str, ExportedBatchNorm]:
     layers: dict[str, ExportedBatchNorm] = {}
-    for node in batchnorm_calls(program.graph):
+    for node in program.graph.nodes:
         name = call_name(node)
         if name is not None and name not in layers:
             layers[name] = ExportedBatchNorm(program, node)
     return layers
-
-
-def exported_order(program: fx.GraphModule) -> list[str]:
-    """Layer names of the graph's batch_norm calls, in execution order, repeats kept."""
-    return [name for node in batchnorm_calls(program.graph) if (name := call_name(node))]
 
 
 def static_batch(program: fx.GraphModule) -> int | None:

@@ -1,18 +1,17 @@
-"""Run an ONNX model in onnxruntime and hand over the inputs of chosen BatchNorm layers.
+"""Run an ONNX model whole in onnxruntime and hand over the inputs of chosen BatchNorm layers.
 
-One session serves every pass. It runs a copy of the model in which each
+One session serves every probe. It runs a copy of the model in which each
 BatchNormalization node reads its mean and variance from new graph inputs, so that every
-pass feeds the statistics of the moment without rebuilding the session (and no graph
+run feeds the statistics of the moment without rebuilding the session (and no graph
 optimization can fold them into a convolution), and in which each node's input is also a
-graph output, through an Identity node, so that a pass asks onnxruntime for just the
-activations of the layers it measures. The statistics are fed in their stored dtype: the
-model computes with exactly what will be written.
+graph output, through an Identity node, so that a run asks onnxruntime for just the
+activations it measures (and computes only what they need). The statistics are fed in
+their stored dtype: the model computes with exactly what will be written.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,7 @@ import torch
 
 from bnstat.errors import MissingDependencyError, ModelError, UsageError
 from bnstat.readers.onnx_graph import SLOTS, BatchNormNode, fresh, value_names
-from bnstat.recalibrate.accumulator import ChannelMoments, Moments
-from bnstat.recalibrate.runner import BatchSource, PassRecord, Progress
+from bnstat.recalibrate.accumulator import Moments
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -33,6 +31,8 @@ FEED_TYPES: dict[int, np.dtype[Any]] = {
     10: np.dtype("<f2"),
     11: np.dtype("<f8"),
 }
+STAT_LEAVES = ("running_mean", "running_var")
+Feed = Callable[[Any], dict[str, np.ndarray]]  # a model input as onnxruntime's feeds
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -59,12 +59,30 @@ def providers(device: str, available: Sequence[str]) -> tuple[list[Any], str]:
     return [(CUDA, {"device_id": int(index or 0)}), CPU], f"cuda:{int(index or 0)}"
 
 
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+def new_session(model: ModelProto, chosen: list[Any]) -> Any:
+    """An inference session for `model`; a model onnxruntime refuses is a ModelError."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the stored statistics it no longer reads are no news
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=chosen)
+    except Exception as err:
+        raise ModelError(f"onnxruntime cannot load the model: {first_line(err)}") from err
+
+
 @dataclass(frozen=True)
 class Stats:
     """The statistics one layer is run with, in the dtype the file stores them in."""
 
     mean: np.ndarray
     var: np.ndarray
+
+    def pair(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.mean, self.var
 
     def moments(self) -> Moments:
         return Moments(
@@ -83,74 +101,43 @@ class LayerProbe:
     var: str
 
 
-class MeasuringSession:
-    """The probed copy of a model in onnxruntime (see the module docstring)."""
+class ProbedModel:
+    """The probed copy of a model in one onnxruntime session (see the module docstring)."""
 
     def __init__(
         self,
         model: ModelProto,
         layers: Sequence[BatchNormNode],
         stats: dict[str, Stats],
-        input_name: str,
-        device: str,
+        chosen: list[Any],
     ) -> None:
         """Turn `model` (changed in place) into the probed copy; `stats` give the types."""
-        ort = import_onnxruntime()
-        self.input_name = input_name
-        self.input_dtype, self.exact_batch = _input_type(model, input_name)
+        self.stats = stats  # the runtime's: read at every run
         self.probes = _add_probes(model, layers, stats)
-        chosen, self.device = providers(device, ort.get_available_providers())
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # the stored statistics it no longer reads are no news
-        try:
-            serialized = model.SerializeToString()
-            self._session = ort.InferenceSession(serialized, options, providers=chosen)
-        except Exception as err:
-            raise ModelError(f"onnxruntime cannot load the model: {first_line(err)}") from err
+        self._session = new_session(model, chosen)
 
-    def measure(
-        self,
-        label: str,
-        data: BatchSource,
-        wanted: Sequence[str],
-        stats: dict[str, Stats],
-        progress: Progress,
-    ) -> tuple[dict[str, Moments], PassRecord]:
-        """Input moments of the `wanted` layers over the data, run with `stats`."""
-        feeds = {}
+    def run(self, wanted: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         for name, probe in self.probes.items():
-            feeds[probe.mean], feeds[probe.var] = stats[name].mean, stats[name].var
+            feeds[probe.mean], feeds[probe.var] = self.stats[name].mean, self.stats[name].var
         outputs = [self.probes[name].output for name in wanted]
-        cpu = torch.device("cpu")
-        sums = {name: ChannelMoments(stats[name].mean.size, cpu) for name in wanted}
-        start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
-        progress.start(label)
-        try:
-            for batch in data.batches():
-                if self.exact_batch is not None and len(batch) != self.exact_batch:
-                    skipped += len(batch)
-                    continue
-                feeds[self.input_name] = batch.numpy().astype(self.input_dtype, copy=False)
-                for name, values in zip(wanted, self._run(outputs, feeds, batch), strict=True):
-                    sums[name].update(torch.from_numpy(values))
-                samples, batches = samples + len(batch), batches + 1
-                progress.advance(len(batch))
-        finally:
-            progress.finish()
-        if batches == 0:
-            raise ModelError("the calibration data yielded no batches")
-        for accumulator in sums.values():
-            accumulator.synchronize()
-        record = PassRecord(label, time.perf_counter() - start, samples, batches, skipped)
-        return {name: accumulator.compute() for name, accumulator in sums.items()}, record
+        return self._session.run(outputs, feeds)  # type: ignore[no-any-return]
 
-    def _run(self, outputs: list[str], feeds: dict[str, np.ndarray], batch: torch.Tensor) -> Any:
-        try:
-            return self._session.run(outputs, feeds)
-        except Exception as err:  # the model rejected the batch (shape, type, ...)
-            raise ModelError(
-                f"the model failed on a batch of shape {tuple(batch.shape)}: {first_line(err)}"
-            ) from err
+    def probe(
+        self, wanted: Sequence[str], feed: Callable[[Any], dict[str, np.ndarray]]
+    ) -> OnnxProbe:
+        return OnnxProbe(self, list(wanted), feed)
+
+
+class OnnxProbe:
+    def __init__(self, model: ProbedModel, wanted: list[str], feed: Feed) -> None:
+        self._model, self._wanted, self._feed = model, wanted, feed
+
+    def run(self, model_input: Any) -> Iterator[tuple[str, torch.Tensor]]:
+        values = self._model.run(self._wanted, self._feed(model_input))
+        yield from zip(self._wanted, (torch.from_numpy(v) for v in values), strict=True)
+
+    def close(self) -> None:
+        pass
 
 
 def _add_probes(
@@ -174,7 +161,7 @@ def _add_probes(
     return probes
 
 
-def _input_type(model: ModelProto, name: str) -> tuple[np.dtype[Any], int | None]:
+def input_type(model: ModelProto, name: str) -> tuple[np.dtype[Any], int | None]:
     """The input's element type, and its batch size if the model was exported for one."""
     tensor_type = next(v for v in model.graph.input if v.name == name).type.tensor_type
     if tensor_type.elem_type not in FEED_TYPES:
@@ -183,7 +170,3 @@ def _input_type(model: ModelProto, name: str) -> tuple[np.dtype[Any], int | None
         )
     batch = tensor_type.shape.dim[0].dim_value if tensor_type.shape.dim else 0
     return FEED_TYPES[tensor_type.elem_type], batch if batch > 0 else None  # -1: dynamic too
-
-
-def first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

@@ -41,11 +41,10 @@ from bnstat.readers.onnx_graph import (
     value_names,
 )
 from bnstat.readers.onnx_model import EXTERNAL, external_path, load_model
+from bnstat.recalibrate.runtimes.onnx.session import STAT_LEAVES
 
 if TYPE_CHECKING:
     from onnx import AttributeProto, GraphProto, NodeProto, TensorProto
-
-STAT_LEAVES = ("running_mean", "running_var")
 
 
 def write_onnx(source: Path, stats: dict[str, tuple[np.ndarray, np.ndarray]], output: Path) -> None:

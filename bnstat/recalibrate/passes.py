@@ -1,0 +1,119 @@
+"""The one loop over calibration batches: skipping, progress, timing and the model's errors.
+
+Every estimator goes through `Passes`: a pass over the data (feeding the model, or the
+first segment of a segmented sweep) or over the batches already in the activation cache
+(the later segments). The model's own failures (a wrong input shape, an exception in
+user code) become one `ModelError` naming the batch, so callers see a clear message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from bnstat.errors import BnstatError, ModelError
+
+
+class BatchSource(Protocol):
+    """Calibration batches; every call replays the same data in the same order."""
+
+    def batches(
+        self, merge_singleton: bool = False, progress: Callable[[int], None] | None = None
+    ) -> Iterator[torch.Tensor]: ...
+
+
+class Progress(Protocol):
+    def start(self, label: str) -> None: ...
+    def advance(self, samples: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Silent:
+    def start(self, label: str) -> None:
+        pass
+
+    def advance(self, samples: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """One pass over the calibration data (a segmented sweep counts as one)."""
+
+    label: str
+    seconds: float
+    samples: int
+    batches: int
+    skipped: int = 0  # samples in batches of a size the model cannot run
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
+@dataclass
+class Passes:
+    """Runs passes over `data`; `exact_batch` set: batches of any other size are skipped."""
+
+    data: BatchSource
+    progress: Progress = field(default_factory=Silent)
+    exact_batch: int | None = None
+
+    def data_bytes(self) -> int:
+        """Bytes of decoded data the source keeps in memory between passes."""
+        return int(getattr(self.data, "held_bytes", 0))
+
+    def first_batch(self) -> torch.Tensor:
+        for batch in self.data.batches():
+            if self.exact_batch is None or len(batch) == self.exact_batch:
+                return batch
+        raise ModelError("the calibration data yielded no batches")
+
+    def over_data(
+        self, label: str, step: Callable[[int, torch.Tensor], None], merge_singleton: bool = False
+    ) -> PassRecord:
+        """`step(index, batch)` for every batch the model can run; a record of the pass."""
+        start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
+        self.progress.start(label)
+        try:
+            for batch in self.data.batches(merge_singleton=merge_singleton):
+                if self.exact_batch is not None and len(batch) != self.exact_batch:
+                    skipped += len(batch)
+                    continue
+                _guarded(step, batches, batch, f"a batch of shape {tuple(batch.shape)}")
+                samples, batches = samples + len(batch), batches + 1
+                self.progress.advance(len(batch))
+        finally:
+            self.progress.finish()
+        if batches == 0:
+            raise ModelError("the calibration data yielded no batches")
+        return PassRecord(label, time.perf_counter() - start, samples, batches, skipped)
+
+    def over_cache(self, label: str, sizes: list[int], step: Callable[[int], None]) -> None:
+        """`step(index)` for every cached batch; `sizes` are their sample counts."""
+        self.progress.start(label)
+        try:
+            for index, size in enumerate(sizes):
+                _guarded(step, index, None, f"batch {index + 1} ({size} samples)")
+                self.progress.advance(size)
+        finally:
+            self.progress.finish()
+
+
+def _guarded(step: Callable[..., None], index: int, batch: torch.Tensor | None, what: str) -> None:
+    """`step(index[, batch])`, with the model's own failures turned into a ModelError."""
+    try:
+        step(index) if batch is None else step(index, batch)
+    except (BnstatError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # the model's own code rejected the batch
+        raise ModelError(
+            f"the model failed on {what}: {type(err).__name__}: {_first_line(err)}"
+        ) from err

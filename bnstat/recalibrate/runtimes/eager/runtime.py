@@ -1,0 +1,90 @@
+"""An eager `nn.Module` (built by `--arch`, or unpickled under `--unsafe-load`) as a runtime.
+
+Its BatchNorm layers and their order come from forward hooks on a first small batch.
+Its graph comes from torch.fx, else torch.export (`capture`), and runs in segments over
+the model's own modules and buffers. A model that neither can capture falls back to one
+hook probe per front, the fronts read from the autograd graph (`autograd_graph`). Probes
+always use hooks on the real model, so the verification pass never goes through the
+captured graph it checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import nn
+
+from bnstat.errors import BnstatError
+from bnstat.recalibrate.runtime import Capture, Layer
+from bnstat.recalibrate.runtimes.eager.autograd_graph import call_graph
+from bnstat.recalibrate.runtimes.eager.capture import METHODS, CaptureFailed
+from bnstat.recalibrate.runtimes.eager.hooks import HookProbe, call_order
+from bnstat.recalibrate.runtimes.fx_graph import FxGraph, FxSegment
+from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint, TorchRuntime, batchnorm_modules
+from bnstat.recalibrate.schedule import SegmentSpec
+
+
+class EagerRuntime(TorchRuntime):
+    def __init__(
+        self,
+        module: nn.Module,
+        device: torch.device,
+        origin: str,
+        checkpoint: Checkpoint | None = None,
+        input_key: str | None = None,
+    ) -> None:
+        self.module = module.to(device)
+        self.modules = batchnorm_modules(module)
+        super().__init__(self.module, self.modules, device, checkpoint, input_key)
+        self.origin = origin
+        self._calls: dict[str, int] = {}
+        self._graph: FxGraph | None = None
+        self._capture: Capture | None = None
+
+    def prepare(self, batch: torch.Tensor) -> None:
+        example = self.model_input(batch[:2])
+        try:
+            order = call_order(self.modules, lambda: self.module(example))
+        except BnstatError:
+            raise
+        except Exception:  # a model that refuses so few samples: a whole batch
+            example = self.model_input(batch)
+            order = call_order(self.modules, lambda: self.module(example))
+        first = list(dict.fromkeys(order))
+        self._calls = {name: order.count(name) for name in first}
+        self.layers = tuple(
+            Layer(name, int(self.modules[name].running_mean.numel()), float(self.modules[name].eps))
+            for name in first
+        )
+        self.unreached = tuple(name for name in self.modules if name not in self._calls)
+        self._capture = self._captured(example, order)
+
+    def _captured(self, example: Any, order: list[str]) -> Capture:
+        reasons = []
+        for how, method in METHODS:
+            try:
+                graph = method(self.module, self.modules, example, order)
+            except CaptureFailed as err:
+                reasons.append(str(err))
+                continue
+            self._graph = graph
+            return Capture(graph.ops(), how)
+        ops = call_graph(self.modules, self.module, example)
+        return Capture(ops, "autograd", refused="; ".join(reasons))
+
+    def capture(self) -> Capture:
+        assert self._capture is not None, "prepare() first"
+        return self._capture
+
+    def segment(self, spec: SegmentSpec) -> FxSegment:
+        assert self._graph is not None
+        return self._graph.segment(spec, self.accumulate_on)
+
+    def probe(self, layers: Sequence[str]) -> HookProbe:
+        return HookProbe(self.module, self.modules, {name: self._calls[name] for name in layers})
+
+    def batch_statistics(self) -> AbstractContextManager[None]:
+        return self.batchnorm_training()
