@@ -32,11 +32,8 @@ Targets are reported as PASS/FAIL; the exit status does not depend on them.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import multiprocessing
-import os
-import platform
 import sys
 import tempfile
 from collections import OrderedDict
@@ -48,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _measure import Measurement, measure, own_peak_rss_bytes, run_once
+from _report import bnstat_entry, machine_summary, print_table
 
 if TYPE_CHECKING:
     import torch
@@ -268,15 +266,9 @@ PT_TOOLS = ("bnstat", "torch.load+loop", "torch.load(mmap)+loop")
 SAFETENSORS_TOOLS = ("bnstat", "load_file+loop", "safe_open+loop")
 
 
-def _bnstat_entry() -> list[str]:
-    """The installed console script beside this interpreter, else ``python -m bnstat``."""
-    script = Path(sys.executable).parent / "bnstat"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bnstat"]
-
-
 def command(tool: str, path: Path) -> list[str]:
     if tool == "bnstat":
-        return [*_bnstat_entry(), "inspect", str(path), "--format", "json"]
+        return [*bnstat_entry(), "inspect", str(path), "--format", "json"]
     return [sys.executable, "-c", BASELINES[tool] + _BN_LOOP, str(path)]
 
 
@@ -299,7 +291,7 @@ class Probe:
 
 def probe_bnstat(checkpoint: Checkpoint) -> Probe:
     """Run bnstat once under -X importtime: layer count from its JSON, and whether torch loaded."""
-    entry = _bnstat_entry()
+    entry = bnstat_entry()
     python_args = entry[1:] if entry[0] == sys.executable else entry
     cmd = [sys.executable, "-X", "importtime", *python_args, "inspect", str(checkpoint.path)]
     cmd += ["--format", "json"]
@@ -323,49 +315,6 @@ def probe_bnstat(checkpoint: Checkpoint) -> Probe:
 
 def _human_size(size: int) -> str:
     return f"{size / GIB:.2f} GiB" if size >= GIB else f"{size / MIB:.1f} MiB"
-
-
-def machine_summary() -> str:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    model = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU"
-    mem_kib = _proc_field("/proc/meminfo", "MemTotal").removesuffix("kB")
-    memory = f", {int(mem_kib) / 1024**2:.0f} GiB RAM" if mem_kib else ""
-    packages = ("torch", "safetensors", "numpy", "bnstat")
-    versions = ", ".join(f"{name} {_version(name)}" for name in packages)
-    return (
-        f"machine: {cpus} CPUs ({model}){memory}, {platform.system()} {platform.release()}\n"
-        f"python {platform.python_version()}, {versions}\n"
-        f"bnstat runs as: {' '.join(_bnstat_entry())}"
-    )
-
-
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _proc_field(path: str, name: str) -> str:
-    """The value of ``name: value`` in a /proc file, or an empty string."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return ""
-    values = (line.split(":", 1)[1].strip() for line in lines if line.startswith(name))
-    return next(values, "")
-
-
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        cells = [
-            c.ljust(w) if i < 3 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 Results = dict[tuple[str, str], Measurement]  # (checkpoint label, tool) -> measurement

@@ -1,429 +1,262 @@
-"""Benchmark bnstat's BatchNorm recalibration against `torch.optim.swa_utils.update_bn`.
+"""Benchmark `bnstat recalibrate` against `torch.optim.swa_utils.update_bn`, whole processes.
 
-Why: BATCHNORM.md (section Recalibration) says the usual recipe, training mode with
-`momentum=None` as `update_bn` runs it, lets every layer before the one being measured
-normalise with batch statistics, so the estimate drifts from what the model sees in eval
-mode, the more so the smaller the batch. bnstat's default `exact` method measures the
-eval-mode statistics themselves, one pass per BatchNorm layer that stops after it, and
-should not depend on the batch size; its `train-average` method is the usual recipe. This
-script checks, on the sample digits model (sample_checkpoints/README.md), that:
+Why: PRODUCT.md promises exact, eval-consistent statistics for about the cost of one
+forward pass (within 2x of `update_bn`, 1.3x without the verification pass), from every
+model source, with bounded memory. A 7-layer sample hides costs that grow with depth, so
+this runs a ResNet-50-shaped network (`resnet_model.py`: 53 BatchNorm2d, half width,
+statistics reset) on `--samples` calibration samples of 3x64x64 in batches of
+`--batch-size`, from each source a user has: a state dict with `--arch`, TorchScript
+scripted and traced, a torch.export `.pt2` and ONNX (`recalibrate_inputs.py` writes them).
 
-* `exact` brings the trained model's test accuracy back from broken statistics at every
-  batch size, and never ends up below `update_bn`;
-* `train-average` runs as fast as `update_bn`, and one pass of `exact`'s sweep costs no
-  more than one `train-average` pass.
+Each command is a fresh process, timed from start to exit with its peak RSS (`_measure`):
+one warm-up, then `--repeat` runs, medians reported. The baseline is what a user writes
+with `update_bn` (`update_bn_baseline.py`: load, build, one training-mode pass, save) on
+the same samples in the same batches, timed in the same way in the same run. bnstat's own
+report (`--report`) gives the passes it made over the data, its activation cache and the
+largest eval-mode mismatch after recalibration. Rows at half the samples show how the cost
+grows with the data, and a run with `--cache-mb` below the largest cut shows the cost of
+spilling the cache to disk (and that it gives the same statistics).
 
-Broken statistics (the weights stay the healthy ones): `reset`, every layer at mean 0,
-var 1 (stats_reset.safetensors); `inverted`, measured on inverted images 1 - x
-(stats_inverted.safetensors); `brightness`, measured here on x * 0.5 + 0.4 (training mode,
-`momentum=None`, batches of 64, as make_samples.py measures). Each is recalibrated on the
-1437 training images and scored in eval mode on the 360 test images, with the split and
-preprocessing of make_samples.py (imported from it). Every method gets the same decoded
-in-memory batches in the same order; a final one-sample batch is merged into the one
-before it, as bnstat's data loader does with `merge_singleton` (`update_bn` cannot put a
-one-sample batch through the model's BatchNorm1d in training mode).
-
-Timings are in-process `perf_counter` wall clock of whole calls (`estimate` includes the
-two-sample forward that finds the layer order), at the same `torch.set_num_threads`. Each
-round runs every method once, in turn, so that load from other processes hits them alike;
-the first round is a warm-up and figures are medians over the other --repeat rounds.
-Pass times are bnstat's own `PassRecord`s.
+The accuracy part (`recalibrate_digits.py`: the sample digits model, three kinds of broken
+statistics, three batch sizes, against `update_bn`) runs after it, as a child process.
 
 Usage, from the repository root:
 
-    python benchmarks/bench_recalibrate.py [--repeat 5] [--threads N] [--batch-sizes 4,32,256]
+    python benchmarks/bench_recalibrate.py [--repeat 3] [--samples 512] [--part all|speed|digits]
 
-Targets are reported as PASS/FAIL; the exit status does not depend on them.
+Targets are reported as PASS/FAIL; the exit status does not depend on them. This process
+never imports torch, so the peak RSS of the children is their own (see `_measure`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
+import json
+import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
-from safetensors.torch import load_file
-from torch import nn
-from torch.optim.swa_utils import update_bn
+from _measure import Measurement, measure, run_once
+from _report import bnstat_entry, machine_summary, print_table
 
-from bnstat.recalibrate.estimator import Estimate, Method, estimate
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_checkpoints"
-sys.path.insert(0, str(SAMPLES))
-from digits_model import build_model  # noqa: E402
-from make_samples import load_data, to_input, with_stats_from  # noqa: E402
-
-StateDict = dict[str, torch.Tensor]
-STAT_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
-RECALIBRATORS = ("update_bn", "train-average", "exact")
-ACCURACY_TOLERANCE = 0.5  # points of test accuracy
-SPEED_FLOOR = 0.95  # train-average samples/s over update_bn's
-PASS_CEILING = 1.1  # exact's seconds per sweep pass over train-average's pass
-SINGLETON_NOTE = (
-    "a final one-sample batch is merged into the batch before it, for every method, as\n"
-    "bnstat's data loader does with merge_singleton: update_bn would crash on it (the\n"
-    "model's BatchNorm1d refuses one value per channel in training mode)"
-)
-PASS_HEADER = [
-    "batch",
-    "train-average pass ms",
-    "exact total ms",
-    "exact passes",
-    "ms per sweep pass",
-    "sweep / train-average",
-    "verify pass ms",
-    "verify / train-average",
-]
-
-
-# --- data and models -------------------------------------------------------------------------
+HERE = Path(__file__).resolve().parent
+ARCH = f"{HERE / 'resnet_model.py'}:build_resnet"
+SOURCES = {  # label -> (file, extra arguments)
+    "--arch": ("resnet.safetensors", ("--arch", ARCH)),
+    "scripted": ("scripted.pt", ()),
+    "traced": ("traced.pt", ()),
+    ".pt2": ("resnet.pt2", ()),
+    "onnx": ("resnet.onnx", ()),
+}
+MAX_RATIO, MAX_RATIO_NO_VERIFY, MAX_SOURCE_RATIO = 2.0, 1.3, 1.5
+MAX_MISMATCH, SPILL_TOLERANCE = 1e-4, 1e-6
+SPILL_CACHE_MB = 64  # below the largest cut of the 512-sample run: the cache spills
 
 
 @dataclass(frozen=True)
-class Digits:
-    x_train: torch.Tensor  # float32 (1437, 1, 8, 8) in 0..1
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def load_digits_split() -> Digits:
-    data = load_data()
-    return Digits(
-        to_input(data.train_pixels), to_input(data.test_pixels), torch.from_numpy(data.test_labels)
-    )
-
-
-def calibration_batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """`x` in batches of `batch_size`, a final one-sample batch merged into the one before."""
-    batches = list(torch.split(x, batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [torch.cat(batches[-2:])]
-    return batches
+class Case:
+    label: str  # source and variant
+    command: list[str]
+    report: Path | None  # bnstat's JSON report
+    output: Path
 
 
 @dataclass(frozen=True)
-class InMemory:
-    """bnstat's `BatchSource` over decoded batches: the same ones, in order, every call."""
-
-    items: list[torch.Tensor]
-
-    def batches(
-        self, merge_singleton: bool = False, progress: Callable[[int], None] | None = None
-    ) -> Iterator[torch.Tensor]:
-        for batch in self.items:  # a final singleton is merged already (calibration_batches)
-            if progress is not None:
-                progress(len(batch))
-            yield batch
+class Result:
+    case: Case
+    measurement: Measurement
+    report: dict[str, Any] | None
 
 
-def model_with(state: StateDict) -> nn.Module:
-    model: nn.Module = build_model()
-    model.load_state_dict(state)
-    return model.eval()
+def bnstat_case(folder: Path, source: str, data: str, variant: str, extra: tuple[str, ...]) -> Case:
+    file, arguments = SOURCES[source]
+    stem = f"{source.strip('-.')}-{data}-{variant}".replace(" ", "_")
+    output = folder / "out" / f"{stem}{Path(file).suffix}"
+    report = folder / "out" / f"{stem}.json"
+    command = [
+        *bnstat_entry(), "recalibrate", str(folder / file), "--data", str(folder / data),
+        "--output", str(output), "--report", str(report), *arguments, *extra,
+    ]  # fmt: skip
+    return Case(f"{source}, {variant}{_half(data)}", command, report, output)
 
 
-def is_statistic(key: str) -> bool:
-    return key.endswith(STAT_SUFFIXES)
+def _half(data: str) -> str:
+    return "" if data == "data" else ", half the data"
 
 
-def with_statistics(healthy: StateDict, source: StateDict) -> StateDict:
-    """The healthy weights with the BatchNorm statistics of `source`."""
-    return {key: source[key] if is_statistic(key) else value for key, value in healthy.items()}
+def baseline_case(folder: Path, data: str, batch_size: int) -> Case:
+    output = folder / "out" / f"update_bn-{data}.safetensors"
+    script = HERE / "update_bn_baseline.py"
+    command = [
+        sys.executable, str(script), str(folder / "resnet.safetensors"),
+        str(folder / data / "calibration.npy"), str(output), "--batch-size", str(batch_size),
+    ]  # fmt: skip
+    return Case(f"update_bn{_half(data)}", command, None, output)
 
 
-def broken_variants(healthy: StateDict, x_train: torch.Tensor) -> dict[str, StateDict]:
-    brightness = with_stats_from(model_with(healthy), x_train * 0.5 + 0.4).state_dict()
-    return {
-        "reset": with_statistics(healthy, load_file(SAMPLES / "stats_reset.safetensors")),
-        "inverted": with_statistics(healthy, load_file(SAMPLES / "stats_inverted.safetensors")),
-        "brightness": with_statistics(healthy, brightness),
+def cases(folder: Path, batch_size: int) -> list[Case]:
+    common = ("--batch-size", str(batch_size))
+    variants = {
+        "exact --no-verify": ("--no-verify",),
+        f"exact --cache-mb {SPILL_CACHE_MB}": ("--cache-mb", str(SPILL_CACHE_MB)),
+        "train-average --no-verify": ("--method", "train-average", "--no-verify"),
     }
+    result = [baseline_case(folder, "data", batch_size)]
+    result += [bnstat_case(folder, source, "data", "exact", common) for source in SOURCES]
+    result += [
+        bnstat_case(folder, "--arch", "data", variant, (*common, *extra))
+        for variant, extra in variants.items()
+    ]
+    result += [
+        baseline_case(folder, "half", batch_size),
+        bnstat_case(folder, "--arch", "half", "exact", common),
+    ]
+    return result
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, digits: Digits) -> float:
-    """Top-1 test accuracy in eval mode, in percent."""
-    model.eval()
-    correct = (model(digits.x_test).argmax(1) == digits.y_test).float().mean().item()
-    return 100 * float(correct)
+def run_cases(all_cases: list[Case], repeat: int) -> list[Result]:
+    results = []
+    for case in all_cases:
+        print(f"timing {case.label} ...", flush=True)
+        measurement = measure(case.command, repeat=repeat)
+        if not measurement.ok:
+            print(f"  failed: {measurement.error[-2000:]}")
+        report = json.loads(case.report.read_text()) if case.report and measurement.ok else None
+        results.append(Result(case, measurement, report))
+    return results
 
 
-# --- recalibrators ---------------------------------------------------------------------------
+def _megabytes(size: float) -> str:
+    return f"{size / 2**20:,.0f}"
 
 
-def recalibrate(
-    name: str, model: nn.Module, batches: list[torch.Tensor], verify: bool = True
-) -> Estimate | None:
-    """Re-estimate `model`'s statistics in place; bnstat's methods return their Estimate."""
-    if name == "update_bn":
-        update_bn(batches, model)
-        model.eval()
-        return None
-    return estimate(model, InMemory(batches), Method(name), verify=verify)
-
-
-# --- accuracy --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccuracyRow:
-    variant: str
-    batch_size: int
-    original: float
-    broken: float
-    recalibrated: dict[str, float]  # by recalibrator
-    consistency: dict[str, float]  # bnstat method -> worst layer's eval-mode mismatch
-
-
-def accuracy_row(
-    variant: str, state: StateDict, original: float, digits: Digits, batch_size: int
-) -> AccuracyRow:
-    batches = calibration_batches(digits.x_train, batch_size)
-    recalibrated, consistency = {}, {}
-    for name in RECALIBRATORS:
-        model = model_with(state)
-        result = recalibrate(name, model, batches)
-        recalibrated[name] = accuracy(model, digits)
-        if result is not None and result.consistency is not None:
-            consistency[name] = max(result.consistency.values())
-    broken = accuracy(model_with(state), digits)
-    return AccuracyRow(variant, batch_size, original, broken, recalibrated, consistency)
-
-
-def accuracy_rows(healthy: StateDict, digits: Digits, batch_sizes: list[int]) -> list[AccuracyRow]:
-    original = accuracy(model_with(healthy), digits)
+def _row(result: Result, reference: float) -> list[str]:
+    if not result.measurement.ok:
+        return [result.case.label, "failed", *["-"] * 6]
+    seconds = result.measurement.median_s
+    report = result.report or {}
+    cache = report.get("cache") or {}
+    consistency = report.get("consistency")
     return [
-        accuracy_row(variant, state, original, digits, batch_size)
-        for variant, state in broken_variants(healthy, digits.x_train).items()
-        for batch_size in batch_sizes
+        result.case.label,
+        f"{seconds:.2f}",
+        f"{seconds / reference:.2f}x",
+        str(len(report["passes"])) if report else "1",
+        _megabytes(result.measurement.peak_rss_bytes),
+        _megabytes(cache["peak_bytes"]) if cache else "-",
+        _megabytes(cache["spilled_bytes"]) if cache else "-",
+        f"{consistency:.1e}" if isinstance(consistency, float) else "-",
     ]
 
 
-# --- speed -----------------------------------------------------------------------------------
+def result_table(results: list[Result]) -> list[list[str]]:
+    """One row per run, its time against update_bn's on the same data."""
+    header = ["run", "wall s", "vs update_bn", "passes", "peak RSS MB", "cache MB"]
+    table = [[*header, "spilled MB", "mismatch"]]
+    for result in results:
+        half = "half" in result.case.label
+        reference = _median(results, f"update_bn{_half('half' if half else 'data')}")
+        table.append(_row(result, reference))
+    return table
 
 
-@dataclass(frozen=True)
-class Timing:
-    """One call: its wall time and, for bnstat, the passes it recorded."""
-
-    seconds: float
-    passes: tuple[float, ...] = ()  # seconds per pass; exact's last is "verify"
-
-
-def timed(name: str, model: nn.Module, batches: list[torch.Tensor]) -> Timing:
-    verify = name == "exact"  # train-average is timed as update_bn runs: one pass, no check
-    start = time.perf_counter()
-    result = recalibrate(name, model, batches, verify=verify)
-    seconds = time.perf_counter() - start
-    return Timing(seconds, tuple(p.seconds for p in result.passes) if result else ())
-
-
-@dataclass(frozen=True)
-class SpeedRow:
-    batch_size: int
-    batches: int
-    samples: int
-    timings: dict[str, list[Timing]]  # by recalibrator, the timed rounds
-
-    def median(self, name: str, pick: Callable[[Timing], float]) -> float:
-        return statistics.median(pick(timing) for timing in self.timings[name])
-
-    def per_second(self, name: str) -> float:
-        return self.samples / self.median(name, lambda t: t.seconds)
-
-    @property
-    def train_average_pass(self) -> float:
-        return self.median("train-average", lambda t: t.passes[0])
-
-    @property
-    def sweep_pass(self) -> float:
-        return self.median("exact", lambda t: statistics.fmean(t.passes[:-1]))
-
-    @property
-    def verify_pass(self) -> float:
-        return self.median("exact", lambda t: t.passes[-1])
-
-
-def speed_row(model: nn.Module, x_train: torch.Tensor, batch_size: int, repeat: int) -> SpeedRow:
-    batches = calibration_batches(x_train, batch_size)
-    timings: dict[str, list[Timing]] = {name: [] for name in RECALIBRATORS}
-    for _ in range(1 + repeat):
-        for name in RECALIBRATORS:
-            timings[name].append(timed(name, model, batches))
-    rounds = {name: runs[1:] for name, runs in timings.items()}  # drop the warm-up round
-    return SpeedRow(batch_size, len(batches), len(x_train), rounds)
-
-
-# --- report ----------------------------------------------------------------------------------
-
-
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def machine_line(threads: int) -> str:
-    return (
-        f"machine: {available_cpus()} CPUs ({platform.processor() or platform.machine()}), "
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"torch threads {threads}"
+def _median(results: list[Result], label: str) -> float:
+    return next(
+        r.measurement.median_s for r in results if r.case.label == label and r.measurement.ok
     )
 
 
-def batches_line(x_train: torch.Tensor, batch_size: int) -> str:
-    sizes = [len(batch) for batch in calibration_batches(x_train, batch_size)]
-    merged = len(x_train) % batch_size == 1 and len(sizes) > 1
-    note = f", the last of {sizes[-1]} (a final singleton merged into it)" if merged else ""
-    return f"  batch size {batch_size}: {len(sizes)} batches{note}"
+def same_statistics(a: Path, b: Path) -> float:
+    """Largest relative difference between the running statistics of two safetensors files."""
+    code = (
+        "import sys, numpy as np\n"
+        "from safetensors.numpy import load_file\n"
+        "a, b = load_file(sys.argv[1]), load_file(sys.argv[2])\n"
+        "print(max(float(np.max(np.abs(a[k] - b[k]) / np.maximum(np.abs(a[k]), 1e-6)))\n"
+        "          for k in a if 'running' in k))\n"
+    )
+    run = run_once([sys.executable, "-c", code, str(a), str(b)], capture_stdout=True)
+    return float(run.stdout) if run.returncode == 0 else float("inf")
 
 
-def print_table(rows: list[list[str]], left: int = 1) -> None:
-    """Aligned columns; the first `left` are text, the rest numbers."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        cells = [
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def accuracy_table(rows: list[AccuracyRow]) -> list[list[str]]:
-    table = [["variant", "batch", "original", "broken", *RECALIBRATORS]]
-    for row in rows:
-        scores = [row.original, row.broken, *(row.recalibrated[n] for n in RECALIBRATORS)]
-        table.append([row.variant, str(row.batch_size), *(f"{s:.2f}" for s in scores)])
-    return table
-
-
-def consistency_table(rows: list[AccuracyRow], batch_sizes: list[int]) -> list[list[str]]:
-    table = [["batch", "exact", "train-average"]]
-    for batch_size in batch_sizes:
-        worst = [row.consistency for row in rows if row.batch_size == batch_size]
-        cells = [f"{max(c[name] for c in worst):.1e}" for name in ("exact", "train-average")]
-        table.append([str(batch_size), *cells])
-    return table
-
-
-def speed_table(rows: list[SpeedRow]) -> list[list[str]]:
-    columns = ["update_bn samples/s", "train-average samples/s", "exact+verify samples/s"]
-    table = [["batch", "batches", *columns, "train-average / update_bn"]]
-    for row in rows:
-        rates = [row.per_second(name) for name in RECALIBRATORS]
-        ratio = rates[1] / rates[0]
-        table.append(
-            [str(row.batch_size), str(row.batches), *(f"{r:,.0f}" for r in rates), f"{ratio:.2f}x"]
+def targets(results: list[Result]) -> Iterator[tuple[bool, str]]:
+    base = _median(results, "update_bn")
+    arch = _median(results, "--arch, exact")
+    ratio = arch / base
+    yield ratio <= MAX_RATIO, f"--arch exact <= {MAX_RATIO}x update_bn ({ratio:.2f}x)"
+    ratio = _median(results, "--arch, exact --no-verify") / base
+    yield (
+        ratio <= MAX_RATIO_NO_VERIFY,
+        (f"--arch exact --no-verify <= {MAX_RATIO_NO_VERIFY}x update_bn ({ratio:.2f}x)"),
+    )
+    for source in list(SOURCES)[1:]:
+        ratio = _median(results, f"{source}, exact") / arch
+        yield (
+            ratio <= MAX_SOURCE_RATIO,
+            f"{source} <= {MAX_SOURCE_RATIO}x the --arch run ({ratio:.2f}x)",
         )
-    return table
+    for result in results:
+        consistency = (result.report or {}).get("consistency")
+        if isinstance(consistency, float):
+            what = f"{result.case.label}: mismatch <= {MAX_MISMATCH} ({consistency:.1e})"
+            yield consistency <= MAX_MISMATCH, what
+    spilled = next(r for r in results if "--cache-mb" in r.case.label)
+    in_memory = next(r for r in results if r.case.label == "--arch, exact")
+    cache = (spilled.report or {}).get("cache") or {}
+    yield bool(cache.get("spilled_bytes")), "the --cache-mb run spilled to disk"
+    difference = same_statistics(in_memory.case.output, spilled.case.output)
+    yield (
+        difference <= SPILL_TOLERANCE,
+        (f"spilled and in-memory statistics agree to {SPILL_TOLERANCE} ({difference:.1e})"),
+    )
 
 
-def pass_table(rows: list[SpeedRow]) -> list[list[str]]:
-    table = [PASS_HEADER]
-    for row in rows:
-        passes = len(row.timings["exact"][0].passes)
-        base = row.train_average_pass
-        table.append(
-            [
-                str(row.batch_size),
-                f"{1000 * base:.1f}",
-                f"{1000 * row.median('exact', lambda t: t.seconds):.1f}",
-                f"{passes} ({passes - 1} sweep + verify)",
-                f"{1000 * row.sweep_pass:.1f}",
-                f"{row.sweep_pass / base:.2f}x",
-                f"{1000 * row.verify_pass:.1f}",
-                f"{row.verify_pass / base:.2f}x",
-            ]
-        )
-    return table
-
-
-def accuracy_targets(rows: list[AccuracyRow]) -> Iterator[tuple[bool, str]]:
-    """(passed, description): exact recovers the original accuracy and matches update_bn."""
-    for row in rows:
-        exact, update = row.recalibrated["exact"], row.recalibrated["update_bn"]
-        where = f"{row.variant}, batch {row.batch_size}"
-        gap = exact - row.original
-        what = f"exact within {ACCURACY_TOLERANCE} points of the original ({gap:+.2f})"
-        yield abs(gap) <= ACCURACY_TOLERANCE, f"{where}: {what}"
-        yield exact >= update, f"{where}: exact >= update_bn ({exact:.2f} vs {update:.2f})"
-
-
-def speed_targets(rows: list[SpeedRow]) -> Iterator[tuple[bool, str]]:
-    """(passed, description): train-average keeps up with update_bn, exact's passes are cheap."""
-    for row in rows:
-        speed = row.per_second("train-average") / row.per_second("update_bn")
-        what = f"train-average >= {SPEED_FLOOR}x update_bn samples/s ({speed:.2f}x)"
-        yield speed >= SPEED_FLOOR, f"batch {row.batch_size}: {what}"
-        cost = row.sweep_pass / row.train_average_pass
-        what = f"exact per sweep pass <= {PASS_CEILING}x train-average pass ({cost:.2f}x)"
-        yield cost <= PASS_CEILING, f"batch {row.batch_size}: {what}"
-
-
-# --- main ------------------------------------------------------------------------------------
+def speed(args: argparse.Namespace, folder: Path) -> None:
+    if not (folder / "resnet.onnx").exists():
+        print("writing the model in every format and the data ...", flush=True)
+        writer = [sys.executable, str(HERE / "recalibrate_inputs.py"), str(folder)]
+        subprocess.run([*writer, "--samples", str(args.samples)], check=True)
+    (folder / "out").mkdir(exist_ok=True)
+    results = run_cases(cases(folder, args.batch_size), args.repeat)
+    print(
+        f"\nResNet-50-shaped model (53 BatchNorm2d, half width), {args.samples} samples of "
+        f"3x64x64, batches of {args.batch_size}; whole processes, medians of {args.repeat} "
+        "runs after a warm-up; passes over the data and cache from bnstat's report"
+    )
+    print_table(result_table(results), left=1)
+    if all(r.measurement.ok for r in results):
+        print("\ntargets:")
+        for passed, line in targets(results):
+            print(f"  {'PASS' if passed else 'FAIL'}  {line}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--repeat", type=int, default=5, help="timed rounds after one warm-up (default 5)"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=available_cpus(),
-        help="torch.set_num_threads for everything (default: the CPUs this process may use)",
-    )
-    parser.add_argument(
-        "--batch-sizes",
-        type=lambda text: [int(part) for part in text.split(",")],
-        default=[4, 32, 256],
-        help="comma-separated calibration batch sizes (default 4,32,256)",
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up")
+    parser.add_argument("--samples", type=int, default=512, help="calibration samples")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--part", choices=["all", "speed", "digits"], default="all")
+    parser.add_argument("--keep", type=Path, help="folder for the inputs, reused if present")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(machine_line(torch.get_num_threads()), flush=True)
-    digits = load_digits_split()
-    healthy = load_file(SAMPLES / "healthy.safetensors")
-    print(f"digits: {len(digits.x_train)} training images (calibration), {len(digits.x_test)} test")
-    print("every method gets the same batches, in the same order:")
-    for batch_size in args.batch_sizes:
-        print(batches_line(digits.x_train, batch_size))
-    print(SINGLETON_NOTE)
-
-    print("\nmeasuring accuracy ...", flush=True)
-    accuracy_results = accuracy_rows(healthy, digits, args.batch_sizes)
-    speed_results = []
-    for batch_size in args.batch_sizes:
-        print(f"timing batch size {batch_size} ...", flush=True)
-        speed_results.append(
-            speed_row(model_with(healthy), digits.x_train, batch_size, args.repeat)
-        )
-
-    print("\ntest accuracy in eval mode, %, after recalibrating on the training images")
-    print_table(accuracy_table(accuracy_results), left=2)
-    print("\neval-mode consistency after recalibration: worst layer (and variant) of")
-    print("Estimate.consistency, the largest mismatch between stored and eval-mode statistics")
-    print_table(consistency_table(accuracy_results, args.batch_sizes))
-    print(f"\nspeed: medians of {args.repeat} rounds after a warm-up, whole calls")
-    print_table(speed_table(speed_results))
-    print("\npasses (bnstat's PassRecords; exact runs with verify=True)")
-    print_table(pass_table(speed_results))
-    print("\ntargets:")
-    targets = [*accuracy_targets(accuracy_results), *speed_targets(speed_results)]
-    for passed, line in targets:
-        print(f"  {'PASS' if passed else 'FAIL'}  {line}")
+    print(machine_summary(), flush=True)
+    if args.part in ("all", "speed"):
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            speed(args, args.keep)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bnstat-bench-") as folder:
+                speed(args, Path(folder))
+    if args.part in ("all", "digits"):
+        print("\naccuracy on the sample digits model (recalibrate_digits.py) ...", flush=True)
+        subprocess.run([sys.executable, str(HERE / "recalibrate_digits.py")], check=True)
 
 
 if __name__ == "__main__":
