@@ -109,6 +109,7 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
     from bnstat.formats import render
     from bnstat.inputs import expand_inputs
     from bnstat.report import exit_code, exit_reason
+    from bnstat.wording import counted
 
     with errors_to_exit_code(run.debug):
         settings = flags.settings()
@@ -119,14 +120,16 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
                 run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
             )
             typer.echo(
-                f"baseline of {len(report.findings)} findings written to {run.write_baseline}",
+                f"baseline of {counted(len(report.findings), 'finding')} written to "
+                f"{run.write_baseline}",
                 err=True,
             )
         if known is not None and run.baseline is not None:
             before = len(report.findings)
             report = without_baseline(report, known, run.baseline)
             typer.echo(
-                f"baseline: {before - len(report.findings)} known findings not reported", err=True
+                f"baseline: {counted(before - len(report.findings), 'known finding')} not reported",
+                err=True,
             )
         color, width = terminal(run.output, run.fmt)
         text = render(report, run.fmt, run.view, color=color, width=width)

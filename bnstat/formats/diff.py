@@ -11,6 +11,7 @@ from rich.text import Text
 from bnstat.diff import DiffReport, LayerDiff
 from bnstat.formats.table import string_console
 from bnstat.formats.text import checkpoint_title, finite_or_none, number
+from bnstat.wording import counted, span
 
 
 def _channels(layer: LayerDiff) -> str:
@@ -30,7 +31,7 @@ def _row(layer: LayerDiff) -> list[str | Text]:
         layer.name,
         _channels(layer),
         number(moved.mean_shift),
-        f"{number(moved.var_ratio_low)} .. {number(moved.var_ratio_high)}",
+        span(number(moved.var_ratio_low), number(moved.var_ratio_high), " .. "),
         "-" if layer.weight_change is None else number(layer.weight_change),
         f"{moved.changed}/{layer.channels[0]}",
         Text("changed" if layer.changed else "same", style=style),
@@ -50,7 +51,9 @@ def render_diff_table(report: DiffReport, color: bool = False, width: int = 120)
         table.add_row(*_row(layer))
     console.print(table)
     console.print(
-        Text(f"{len(report.changed)} of {len(report.layers)} layers changed", style="bold")
+        Text(
+            f"{len(report.changed)} of {counted(len(report.layers), 'layer')} changed", style="bold"
+        )
     )
     return buffer.getvalue()
 

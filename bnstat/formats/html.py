@@ -40,6 +40,7 @@ from bnstat.report import (
     exit_reason,
 )
 from bnstat.rules.base import channel_list
+from bnstat.wording import counted
 
 OVERVIEW_WIDTH = 340  # pixels per overview axis
 OPEN_LAYERS = 20  # layers with findings start open when there are at most this many
@@ -163,7 +164,7 @@ def _checkpoint(index: int, entry: CheckpointReport, report: Report) -> str:
             f"class='facts'>could not be read</span></summary><p class='error'>"
             f"{escape(entry.error)}</p></details>"
         )
-    facts = [escape(entry.format or "?"), f"{len(entry.layers)} layers"]
+    facts = [escape(entry.format or "?"), counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:
         facts.append(f"key prefix <code>{escape(entry.stripped_prefix)}</code> removed")
     body = _findings(index, entry)
@@ -296,7 +297,7 @@ def _layers(index: int, entry: CheckpointReport) -> str:
 
 def _layer(anchor: str, layer: LayerReport, found: list[Finding], start_open: bool) -> str:
     count = "-" if layer.num_batches_tracked is None else str(layer.num_batches_tracked)
-    facts = [f"{layer.channels} channels", escape(layer.dtype), f"{count} batches"]
+    facts = [counted(layer.channels, "channel"), escape(layer.dtype), f"{count} batches"]
     if layer.kind:
         facts.insert(0, escape(layer.kind))
     notes = "".join(

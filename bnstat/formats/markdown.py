@@ -15,6 +15,7 @@ from bnstat.formats.text import (
     value_range,
 )
 from bnstat.report import CheckpointReport, LayerReport, Report, exit_reason
+from bnstat.wording import counted
 
 
 def render_markdown(report: Report, with_layers: bool) -> str:
@@ -36,7 +37,7 @@ def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
     status = severity_counts(entry.findings)
     lines = [
         f"<details{' open' if entry.findings else ''}><summary>{title}: "
-        f"{len(entry.layers)} layers, {status}</summary>",
+        f"{counted(len(entry.layers), 'layer')}, {status}</summary>",
         "",
     ]
     if entry.findings:

@@ -27,6 +27,7 @@ from bnstat.formats.text import (
 )
 from bnstat.report import CheckpointReport, LayerReport, Report, Severity, exit_code, exit_reason
 from bnstat.rules.base import channel_list
+from bnstat.wording import counted
 
 SPARK = " ▁▂▃▄▅▆▇█"
 HISTOGRAM_BINS = 12
@@ -62,7 +63,7 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
         console.print(Text(f"could not be read: {entry.error}", style="bold red"))
         console.print()
         return
-    facts = [entry.format or "?", f"{len(entry.layers)} layers"]
+    facts = [entry.format or "?", counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
     console.print(Text(" · ".join(facts), style="dim"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report, Severity
+from bnstat.wording import counted, span
 
 
 def number(value: float | None) -> str:
@@ -13,7 +14,7 @@ def number(value: float | None) -> str:
 def value_range(dist: Distribution | None) -> str:
     if dist is None:
         return "-"
-    text = f"{number(dist.min)} .. {number(dist.max)}"
+    text = span(number(dist.min), number(dist.max), " .. ")
     return f"{text} ({dist.nonfinite} non-finite)" if dist.nonfinite else text
 
 
@@ -38,7 +39,7 @@ def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> str:
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         n = sum(1 for f in findings if f.severity is severity)
         if n:
-            parts.append(f"{n} {severity.value}{'' if n == 1 else 's'}")
+            parts.append(counted(n, severity.value))
     return ", ".join(parts) or "no findings"
 
 
@@ -51,8 +52,8 @@ def by_severity(findings: tuple[Finding, ...]) -> list[tuple[Severity, list[Find
 def summary_line(report: Report) -> str:
     summary = report.summary
     text = (
-        f"{summary.checkpoints} checkpoint{'' if summary.checkpoints == 1 else 's'}, "
-        f"{summary.layers} layers: {severity_counts(report.findings)}"
+        f"{counted(summary.checkpoints, 'checkpoint')}, {counted(summary.layers, 'layer')}: "
+        f"{severity_counts(report.findings)}"
     )
     return text + (f", {summary.unreadable} unreadable" if summary.unreadable else "")
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
+from bnstat.wording import plural
 
 _MODULES = {
     "os", "posix", "nt", "subprocess", "sys", "importlib", "marshal", "types", "runpy",
@@ -64,7 +65,8 @@ def check(data: RuleInput) -> Iterator[Hit]:
         yield Hit(
             None,
             f"the pickle calls {', '.join(sorted(dangerous))}: loading it with "
-            "torch.load(weights_only=False) would run them (bnstat did not)",
+            f"torch.load(weights_only=False) would run {plural('it', len(dangerous), 'them')} "
+            "(bnstat did not)",
         )
 
 
