@@ -13,8 +13,6 @@ from bnstat import __version__
 from bnstat.errors import BnstatError
 from bnstat.formats import OutputFormat
 
-PIPE_WIDTH = 160  # lines are not wrapped at 80 columns when the output is a file or a pipe
-
 app = typer.Typer(
     name="bnstat",
     help="Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints.",
@@ -66,10 +64,10 @@ def errors_to_exit_code(debug: bool) -> Iterator[None]:
 
 
 def terminal(output: Path | None, fmt: OutputFormat) -> tuple[bool, int]:
-    """Colour and width: the terminal's own, or plain and wide for files and pipes."""
-    if output is not None or fmt is not OutputFormat.TABLE:
-        return False, PIPE_WIDTH
+    """Colour when the table goes to a terminal; the width of the terminal the text ends up
+    in: `COLUMNS` when set, else the terminal on stdin, stdout or stderr (so `| less` fits
+    the window), else 80 columns, the width of an ordinary terminal window."""
     from rich.console import Console
 
     console = Console()
-    return (True, console.width) if console.is_terminal else (False, PIPE_WIDTH)
+    return output is None and fmt is OutputFormat.TABLE and console.is_terminal, console.width

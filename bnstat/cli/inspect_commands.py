@@ -198,4 +198,6 @@ def rules(
 
     with errors_to_exit_code(debug):
         settings = RuleFlags(config, thresholds=tuple(threshold or ())).settings()
-        sys.stdout.write(render_rules(code, format, settings))
+        sys.stdout.write(
+            render_rules(code, format, settings, terminal(None, OutputFormat.TABLE)[1])
+        )

@@ -58,7 +58,8 @@ def test_every_format_has_an_emitter():
 
 @pytest.mark.parametrize("fmt", list(OutputFormat))
 def test_golden_output(shared, fmt):
-    text = render(shared, fmt, View.INSPECT).replace(__version__, "VERSION")
+    """The table at 80 columns, the width of a pipe without COLUMNS."""
+    text = render(shared, fmt, View.INSPECT, width=80).replace(__version__, "VERSION")
     golden = GOLDEN / f"report.{SUFFIX[fmt]}"
     if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
