@@ -22,8 +22,10 @@ import numpy as np
 
 from bnstat.formats import svg
 from bnstat.formats.text import (
+    FindingGroup,
     by_severity,
     checkpoint_title,
+    grouped,
     location,
     number,
     severity_counts,
@@ -266,15 +268,21 @@ def _findings(index: int, entry: CheckpointReport) -> str:
     if not entry.findings:
         return _part("Findings", "<p class='clean'>No findings.</p>")
     anchors = {layer.name: f"ck{index}-L{i}" for i, layer in enumerate(entry.layers)}
-    ordered = [f for _, group in by_severity(entry.findings) for f in group]
-    cards = "".join(_finding(f, None if f.layer is None else anchors.get(f.layer)) for f in ordered)
+    cards = "".join(
+        _finding(group, anchors)
+        for _, found in by_severity(entry.findings)
+        for group in grouped(found)
+    )
     return _part(f"Findings <span class='counts'>{severity_counts(entry.findings)}</span>", cards)
 
 
-def _finding(finding: Finding, anchor: str | None) -> str:
-    where = f"<code>{escape(location(finding))}</code>"
-    if anchor is not None:
-        where = f"<a href='#{anchor}'>{where}</a>"
+def _finding(group: FindingGroup, anchors: dict[str, str]) -> str:
+    """One card per finding; identical findings of several layers share one card that
+    links to each of their layers."""
+    finding = group.first
+    where = ", ".join(_where(f, anchors) for f in group.findings)
+    if len(group.findings) > 1:
+        where = f"{len(group.findings)} layers: {where}"
     channels = f" · channels {channel_list(finding.channels)}" if finding.channels else ""
     severity = finding.severity.value
     return (
@@ -283,6 +291,13 @@ def _finding(finding: Finding, anchor: str | None) -> str:
         f"<p>{escape(finding.message)}</p><p class='fix'><b>Fix:</b> {escape(finding.fix)}</p>"
         "</div>"
     )
+
+
+def _where(finding: Finding, anchors: dict[str, str]) -> str:
+    """The finding's layer as a link to its section (the checkpoint itself: no link)."""
+    where = f"<code>{escape(location(finding))}</code>"
+    anchor = None if finding.layer is None else anchors.get(finding.layer)
+    return where if anchor is None else f"<a href='#{anchor}'>{where}</a>"
 
 
 def _layers(index: int, entry: CheckpointReport) -> str:

@@ -19,8 +19,10 @@ from rich.text import Text
 
 from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.text import (
+    FindingGroup,
     by_severity,
     checkpoint_title,
+    grouped,
     location,
     min_abs_weight,
     number,
@@ -146,14 +148,24 @@ def _print_findings(console: Console, entry: CheckpointReport) -> None:
     if not entry.findings:
         console.print(Text("no findings", style="green"))
         return
-    for severity, group in by_severity(entry.findings):
-        console.print(Text(f"{severity.value}s ({len(group)})", style=STYLES[severity]))
-        for finding in group:
-            head = Text(f"{finding.rule} {finding.name}  ", style=STYLES[severity])
-            head.append(location(finding), style="bold")
-            if finding.channels:
-                head.append(f"  channels {channel_list(finding.channels)}")
-            console.print(Padding(head, (0, 0, 0, 2)))
-            console.print(Padding(Text(finding.message), (0, 0, 0, 4)))
-            console.print(Padding(Text(f"fix: {finding.fix}", style="dim"), (0, 0, 0, 4)))
+    for severity, found in by_severity(entry.findings):
+        console.print(Text(f"{severity.value}s ({len(found)})", style=STYLES[severity]))
+        for group in grouped(found):
+            _print_group(console, group, STYLES[severity])
     console.print(Text(severity_counts(entry.findings), style="bold"))
+
+
+def _print_group(console: Console, group: FindingGroup, style: str) -> None:
+    """A finding: rule, where, channels, then its message and fix; identical findings of
+    several layers once, with the list of their layers."""
+    finding, count = group.first, len(group.findings)
+    head = Text(f"{finding.rule} {finding.name}  ", style=style)
+    head.append(location(finding) if count == 1 else f"in {count} layers", style="bold")
+    if finding.channels:
+        head.append(f"  channels {channel_list(finding.channels)}")
+    console.print(Padding(head, (0, 0, 0, 2)))
+    if count > 1:
+        names = Text(", ".join(location(f) for f in group.findings), style="bold")
+        console.print(Padding(names, (0, 0, 0, 4)))
+    console.print(Padding(Text(finding.message), (0, 0, 0, 4)))
+    console.print(Padding(Text(f"fix: {finding.fix}", style="dim"), (0, 0, 0, 4)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report, Severity
 from bnstat.wording import counted, span
 
@@ -47,6 +50,26 @@ def by_severity(findings: tuple[Finding, ...]) -> list[tuple[Severity, list[Find
     """Findings grouped worst first, keeping layer order inside a group."""
     groups = [(s, [f for f in findings if f.severity is s]) for s in reversed(Severity)]
     return [(s, group) for s, group in groups if group]
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """Findings that differ only in their layer (one finding in most groups)."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def first(self) -> Finding:
+        return self.findings[0]
+
+
+def grouped(findings: Sequence[Finding]) -> list[FindingGroup]:
+    """Identical findings (rule, severity, channels, message and fix) as one group of their
+    layers, in the order they first appear."""
+    groups: dict[tuple[object, ...], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.rule, f.severity, f.channels, f.message, f.fix), []).append(f)
+    return [FindingGroup(tuple(same)) for same in groups.values()]
 
 
 def summary_line(report: Report) -> str:
