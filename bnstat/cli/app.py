@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bnstat import __version__
+from bnstat.cli.usage import BnstatGroup
 from bnstat.errors import BnstatError
 from bnstat.formats import OutputFormat
 
 app = typer.Typer(
     name="bnstat",
     help="Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints.",
+    cls=BnstatGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+
+def option(
+    help_text: str, *names: str, metavar: str | None = None, minimum: int | None = None
+) -> Any:
+    """A typer option with a help text (and maybe its spellings, value name and minimum)."""
+    return typer.Option(*names, help=help_text, metavar=metavar, min=minimum)
+
+
+DebugOpt = Annotated[bool, option("Show tracebacks for errors.", "--debug")]
+
+
+class ReportFormat(str, enum.Enum):
+    """The two outputs of `diff` and `recalibrate`."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+ReportFormatOpt = Annotated[
+    ReportFormat, typer.Option("--format", "-f", help="A table, or JSON for scripts.")
+]
 
 
 def _version(value: bool) -> None:
