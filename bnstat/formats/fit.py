@@ -97,7 +97,8 @@ def fit(columns: Sequence[Column], width: int) -> tuple[list[Column], list[int]]
             widths[i] = max(NAME_FLOOR, widths[i] + spare // len(names))
         return kept, widths
     order = sorted(range(len(kept)), key=lambda i: _generosity(kept[i]))
-    for target in [[_wanted(c, width) for c in kept], [c.natural for c in kept]]:
+    targets = [[_wanted(c, width) for c in kept], [_two_lines(c) for c in kept]]
+    for target in [*targets, [c.natural for c in kept]]:
         for i in order:
             extra = min(spare, max(target[i] - widths[i], 0))
             widths[i] += extra
@@ -115,6 +116,14 @@ def _wanted(column: Column, width: int) -> int:
     as they go."""
     share = {"name": width * 2 // 5, "words": width // 4}.get(column.kind, 0)
     return max(column.narrowest, min(column.natural, share))
+
+
+def _two_lines(column: Column) -> int:
+    """The narrowest width at which the column's title takes at most two lines."""
+    width = column.narrowest
+    while len(textwrap.wrap(column.title, width)) > 2:
+        width += 1
+    return width
 
 
 def _generosity(column: Column) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from zoo import REPO, SAMPLES
 
 from bnstat.cli import app
-from bnstat.formats.fit import abbreviate, distinguishing_width
+from bnstat.formats.fit import Column, abbreviate, distinguishing_width, fit
 
 WIDTHS = (80, 100, 160)
 PYRAMID = "model.backbone.feature_pyramid.lateral_connections.stage_four"
@@ -234,3 +234,13 @@ def test_names_are_shortened_from_the_left_keeping_what_tells_them_apart():
     )  # no separator keeps two thirds of the room: cut inside a word
     assert distinguishing_width(["a.layers.1.norm", "a.layers.11.norm"]) == len("…11.norm")
     assert distinguishing_width(["bn", "block.bn"]) == len("block.bn")  # "bn" is another name
+
+
+def test_long_titles_take_two_lines_each_before_one_takes_one():
+    columns = [
+        Column("layer", ["block2.shortcut.bn"], "left", kind="name"),
+        Column("mean shift (std)", ["1.79"], drop=2),
+        Column("eval mismatch after", ["5.9e-08"], drop=3),
+    ]
+    assert fit(columns, 18 + 2 + 10 + 2 + 13)[1] == [18, 10, 13]  # "mean shift", "eval mismatch"
+    assert fit(columns, 18 + 2 + 16 + 2 + 19)[1] == [18, 16, 19]  # everything on one line
