@@ -85,9 +85,6 @@ def fit(columns: Sequence[Column], width: int) -> tuple[list[Column], list[int]]
     dropped: list[Column] = []
     while optional and _needs(columns, dropped, width) > width:
         dropped.append(optional.pop(0))
-    for column in reversed(dropped[:-1]):  # a narrower one may fit where a wider one did not
-        if _needs(columns, [c for c in dropped if c is not column], width) <= width:
-            dropped.remove(column)
     kept = [c for c in columns if c not in dropped]
     widths = [c.narrowest for c in kept]
     spare = width - _total(widths)
@@ -112,9 +109,8 @@ def _needs(columns: Sequence[Column], dropped: list[Column], width: int) -> int:
 
 def _wanted(column: Column, width: int) -> int:
     """The width a column asks for before optional columns give way: names whole up to
-    two fifths of the line, findings on one line up to a quarter, the rest as narrow
-    as they go."""
-    share = {"name": width * 2 // 5, "words": width // 4}.get(column.kind, 0)
+    half the line, findings on one line up to a quarter, the rest as narrow as they go."""
+    share = {"name": width // 2, "words": width // 4}.get(column.kind, 0)
     return max(column.narrowest, min(column.natural, share))
 
 

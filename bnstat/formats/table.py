@@ -102,8 +102,8 @@ def _layer_table(entry: CheckpointReport, width: int) -> Table:
     columns = [
         Column("layer", [layer.name or "(top level)" for layer in layers], "left", kind="name"),
         Column("C", [str(layer.channels) for layer in layers], drop=4),
-        Column("batches", [_count(layer.num_batches_tracked) for layer in layers], drop=1),
-        Column("running_mean", [value_range(layer.running_mean) for layer in layers], drop=2),
+        Column("batches", [_count(layer.num_batches_tracked) for layer in layers], drop=2),
+        Column("running_mean", [value_range(layer.running_mean) for layer in layers], drop=1),
         Column("running_var", [value_range(layer.running_var) for layer in layers], drop=5),
         Column(
             f"log10 var {low:.0f}..{high:.0f}",
