@@ -184,6 +184,20 @@ def test_hostile_names_render_as_text(tmp_path: Path) -> None:
     assert "&lt;script&gt;" in page
 
 
+def test_long_names_show_their_end_in_the_overview_and_whole_elsewhere(tmp_path: Path) -> None:
+    names = [f"encoder.backbone.feature_pyramid.stage_four.block_{i}.norm" for i in (1, 2)]
+    path = tmp_path / "long.safetensors"
+    save_file(bn_layer(names[0], [1.0, 2.0]) | bn_layer(names[1], [1.0, 3.0]), str(path))
+    root = parse(render_html(report_of(path)))
+    links = root.findall(".//table[@class='overview']/tbody/tr/td/a")
+    assert [a.get("title") for a in links] == names
+    shown = [a.findtext("code") or "" for a in links]
+    assert all(s.startswith("…") and n.endswith(s[1:]) for s, n in zip(shown, names, strict=True))
+    assert len(set(shown)) == 2 and max(len(s) for s in shown) <= 28
+    layers = [e.findtext("summary/code") for e in by_class(root, "details", "layer")]
+    assert layers == names
+
+
 def test_non_finite_and_extreme_values_keep_every_coordinate_finite(tmp_path: Path) -> None:
     nan, inf = math.nan, math.inf
     tensors = (
