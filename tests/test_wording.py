@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -87,3 +88,16 @@ def test_one_unreadable_input_and_one_baseline_finding(cli, tmp_path):
 def test_a_pickle_calling_one_function_runs_it(cli):
     result = cli("check", SAMPLES / "pickle_payload.pt")
     assert "would run it (bnstat did not)" in result.stdout
+
+
+def test_one_channel_layer_counted_once_in_the_html(tmp_path):
+    from safetensors.numpy import save_file as save_numpy
+
+    from bnstat.formats.html import render_html
+
+    layer = {"bn.running_mean": np.zeros(1), "bn.running_var": np.ones(1) * 2,
+             "bn.num_batches_tracked": np.array(1)}  # fmt: skip
+    path = tmp_path / "one.safetensors"
+    save_numpy(layer, str(path))
+    page = render_html(analyze([path], Settings()))
+    assert "1 channel · float64 · 1 batch</span>" in page and "1 layer</span>" in page

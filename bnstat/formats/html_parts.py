@@ -66,8 +66,9 @@ def layer_sections(index: int, entry: CheckpointReport) -> str:
 
 
 def _layer(anchor: str, layer: LayerReport, found: list[Finding], start_open: bool) -> str:
-    count = "-" if layer.num_batches_tracked is None else str(layer.num_batches_tracked)
-    facts = [counted(layer.channels, "channel"), escape(layer.dtype), f"{count} batches"]
+    tracked = layer.num_batches_tracked
+    count = "- batches" if tracked is None else counted(tracked, "batch", "batches")
+    facts = [counted(layer.channels, "channel"), escape(layer.dtype), count]
     if layer.kind:
         facts.insert(0, escape(layer.kind))
     notes = "".join(
