@@ -1,4 +1,5 @@
-"""The Typer application and the one place where errors become exit codes."""
+"""The Typer application, its shared options, and where errors raised while a command
+runs become exit codes (those of the argument parser: `bnstat.cli.usage`)."""
 
 from __future__ import annotations
 

@@ -73,6 +73,7 @@ class BnstatGroup(TyperGroup):
 
 
 def _show_help(err: Exception) -> int:
+    """Print the help that click attaches to a bare `bnstat`; its exit code."""
     err.show()  # type: ignore[attr-defined]
     return int(getattr(err, "exit_code", 2))
 

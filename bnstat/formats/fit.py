@@ -5,8 +5,8 @@ rich `Table` no wider than the width asked for. What gives way, in order: long h
 wrap onto a second line; then optional columns are dropped, least useful first (each
 table ranks its own, the histogram before the numbers); last, layer names are shortened
 from the left, keeping the end that tells them apart (`…blocks.4.mlp.norm`), cut at a
-`.`, `/` or `:` where that wastes little room.
-The name column and the columns marked `keep` (findings) always stay.
+`.`, `/` or `:` where that wastes little room. The name column and the columns without a
+`drop` rank (findings) always stay.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from rich.cells import cell_len
@@ -42,11 +43,11 @@ class Column:
     drop: int | None = None
     kind: Literal["plain", "name", "words"] = "plain"
 
-    @property
+    @cached_property
     def natural(self) -> int:
         return max([cell_len(self.title), *(_width(cell) for cell in self.cells)])
 
-    @property
+    @cached_property
     def narrowest(self) -> int:
         """The width with its title wrapped and its cells shortened as far as they go."""
         title = max(cell_len(word) for word in self.title.split() or [""])
