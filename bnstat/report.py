@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bnstat.wording import counted
+
 
 class Severity(str, enum.Enum):
     """How bad a finding is; ordered info < warning < error."""
@@ -151,23 +153,17 @@ def exit_code(report: Report) -> int:
 
 
 def exit_reason(report: Report) -> str:
-    """One line saying why the exit code is what it is."""
+    """One line saying why the exit code is what it is: unreadable inputs first, then
+    the findings at or above --fail-on, or those below it."""
     code, summary, fail_on = exit_code(report), report.summary, report.fail_on
-    if code == 2:
-        return f"exit 2: {summary.unreadable} input(s) could not be read"
     counts = [(summary.error, "error"), (summary.warning, "warning"), (summary.info, "info")]
-    failing = [
-        f"{n} {_plural(name, n)}" for n, name in counts if n and fail_on.fails(Severity(name))
-    ]
-    passing = [
-        f"{n} {_plural(name, n)}" for n, name in counts if n and not fail_on.fails(Severity(name))
-    ]
-    if code == 1:
-        return f"exit 1: {', '.join(failing)} at or above --fail-on {fail_on.value}"
-    if passing:
-        return f"exit 0: {', '.join(passing)} below --fail-on {fail_on.value}"
-    return "exit 0: no findings"
-
-
-def _plural(word: str, n: int) -> str:
-    return word if n == 1 else f"{word}s"
+    failing = [counted(n, name) for n, name in counts if n and fail_on.fails(Severity(name))]
+    passing = [counted(n, name) for n, name in counts if n and not fail_on.fails(Severity(name))]
+    reasons = []
+    if code == 2:
+        reasons.append(f"{counted(summary.unreadable, 'input')} could not be read")
+    if failing:
+        reasons.append(f"{', '.join(failing)} at or above --fail-on {fail_on.value}")
+    elif passing:
+        reasons.append(f"{', '.join(passing)} below --fail-on {fail_on.value}")
+    return f"exit {code}: {'; '.join(reasons) or 'no findings'}"

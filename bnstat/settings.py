@@ -18,6 +18,7 @@ from typing import Any
 from bnstat.errors import ConfigError
 from bnstat.report import FailOn
 from bnstat.rules import PARAMS, RULES, default_thresholds
+from bnstat.wording import plural
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +128,8 @@ def _settings_from_table(table: dict[str, Any], where: str) -> Settings:
     unknown = sorted(set(table) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})"
+            f"{where}: unknown {plural('key', len(unknown))} {', '.join(unknown)} "
+            f"(known: {', '.join(CONFIG_KEYS)})"
         )
     settings = Settings(source=where)
     if "select" in table:

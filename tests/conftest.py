@@ -57,8 +57,10 @@ def write_st(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def cli() -> Callable[..., object]:
-    """Run the real CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
-    runner = CliRunner()
+    """Run the real CLI in-process; returns click's Result (exit_code, stdout, stderr).
+
+    Tables are 120 columns wide whatever terminal the tests run in."""
+    runner = CliRunner(env={"COLUMNS": "120"})
 
     def run(*args: object) -> object:
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)

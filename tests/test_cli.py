@@ -134,7 +134,7 @@ def test_pyproject_configuration(cli, dead, tmp_path, monkeypatch):
     assert cli("check", dead, "--fail-on", "warning").exit_code == 0
     (project / "pyproject.toml").write_text('[tool.bnstat]\nfail_on = "warning"\n')
     result = cli("check", dead)
-    assert result.exit_code == 2 and "unknown key(s) fail_on" in result.stderr
+    assert result.exit_code == 2 and "unknown key fail_on" in result.stderr
 
 
 def test_explicit_config_file(cli, dead, tmp_path):

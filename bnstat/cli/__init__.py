@@ -2,7 +2,8 @@
 
 Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 an input could
 not be read or the command was misused. Errors are one line on stderr (a traceback only
-with --debug); they are turned into exit code 2 here and nowhere else.
+with --debug); they are turned into exit code 2 in this package and nowhere else:
+misuse the parser catches in `usage`, everything else in `app.errors_to_exit_code`.
 """
 
 from __future__ import annotations

@@ -1,30 +1,52 @@
-"""The Typer application and the one place where errors become exit codes."""
+"""The Typer application, its shared options, and where errors raised while a command
+runs become exit codes (those of the argument parser: `bnstat.cli.usage`)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bnstat import __version__
+from bnstat.cli.usage import BnstatGroup
 from bnstat.errors import BnstatError
 from bnstat.formats import OutputFormat
-
-PIPE_WIDTH = 160  # lines are not wrapped at 80 columns when the output is a file or a pipe
 
 app = typer.Typer(
     name="bnstat",
     help="Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints.",
+    cls=BnstatGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+
+def option(
+    help_text: str, *names: str, metavar: str | None = None, minimum: int | None = None
+) -> Any:
+    """A typer option with a help text (and maybe its spellings, value name and minimum)."""
+    return typer.Option(*names, help=help_text, metavar=metavar, min=minimum)
+
+
+DebugOpt = Annotated[bool, option("Show tracebacks for errors.", "--debug")]
+
+
+class ReportFormat(str, enum.Enum):
+    """The two outputs of `diff` and `recalibrate`."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+ReportFormatOpt = Annotated[
+    ReportFormat, typer.Option("--format", "-f", help="A table, or JSON for scripts.")
+]
 
 
 def _version(value: bool) -> None:
@@ -66,10 +88,10 @@ def errors_to_exit_code(debug: bool) -> Iterator[None]:
 
 
 def terminal(output: Path | None, fmt: OutputFormat) -> tuple[bool, int]:
-    """Colour and width: the terminal's own, or plain and wide for files and pipes."""
-    if output is not None or fmt is not OutputFormat.TABLE:
-        return False, PIPE_WIDTH
+    """Colour when the table goes to a terminal; the width of the terminal the text ends up
+    in: `COLUMNS` when set, else the terminal on stdin, stdout or stderr (so `| less` fits
+    the window), else 80 columns, the width of an ordinary terminal window."""
     from rich.console import Console
 
     console = Console()
-    return (True, console.width) if console.is_terminal else (False, PIPE_WIDTH)
+    return output is None and fmt is OutputFormat.TABLE and console.is_terminal, console.width

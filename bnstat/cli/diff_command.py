@@ -8,18 +8,32 @@ from typing import Annotated
 
 import typer
 
-from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, terminal
-from bnstat.errors import UsageError
+from bnstat.cli.app import (
+    DebugOpt,
+    ReportFormat,
+    ReportFormatOpt,
+    app,
+    errors_to_exit_code,
+    terminal,
+)
+from bnstat.cli.usage import BnstatCommand
 from bnstat.formats import OutputFormat
 
-FileArg = Annotated[Path, typer.Argument(show_default=False)]
+ArgA = Annotated[
+    Path, typer.Argument(metavar="A", help="The checkpoint before.", show_default=False)
+]
+ArgB = Annotated[
+    Path, typer.Argument(metavar="B", help="The checkpoint after.", show_default=False)
+]
 
 
-@app.command()
+@app.command(cls=BnstatCommand, short_help="Per-layer drift between two checkpoints.")
 def diff(
-    a: FileArg, b: FileArg,
-    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    source: Annotated[str | None, typer.Option(help="Which model of files with several.")] = None,
+    a: ArgA, b: ArgB, format: ReportFormatOpt = ReportFormat.TABLE,
+    source: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Which model of files holding several (e.g. ema)."),
+    ] = None,
     fail_on_change: Annotated[
         bool, typer.Option("--fail-on-change", help="Exit 1 when any layer changed.")
     ] = False,
@@ -31,10 +45,8 @@ def diff(
     from bnstat.settings import Settings
 
     with errors_to_exit_code(debug):
-        if format not in ("table", "json"):
-            raise UsageError(f"--format {format!r}: expected table or json")
         report = diff_checkpoints(a, b, Settings(), source)
-        if format == "json":
+        if format is ReportFormat.JSON:
             sys.stdout.write(render_diff_json(report))
         else:
             color, width = terminal(None, OutputFormat.TABLE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,58 +11,72 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, terminal
+from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, option, terminal
+from bnstat.cli.usage import BnstatCommand
 from bnstat.errors import UsageError
 from bnstat.formats import OutputFormat, View
+from bnstat.report import FailOn
 
 if TYPE_CHECKING:
     from bnstat.settings import Settings
 
 Checkpoints = Annotated[
     list[str],
-    typer.Argument(help="Checkpoint files, directories or glob patterns.", show_default=False),
+    typer.Argument(
+        metavar="CHECKPOINT...",
+        help="Checkpoint files, directories (searched recursively) or glob patterns.",
+        show_default=False,
+    ),
 ]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="Output format: a table, or for machines.")
+]
 OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    Path | None, option("Write the report to this file.", "--output", "-o", metavar="FILE")
 ]
 FailOnOpt = Annotated[
-    str | None,
-    typer.Option(help="error|warning|info|never: lowest severity that fails [default: error]."),
+    FailOn | None, option("Lowest severity that makes the run fail [default: error].")
 ]
-Codes = Annotated[
+SelectOpt = Annotated[
     list[str] | None,
-    typer.Option(help="Rule codes or prefixes, comma-separated or repeated.", show_default=False),
+    option("Only these rule codes or prefixes (BN00), comma-separated.", metavar="CODES"),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    option("Leave out these rule codes or prefixes, comma-separated.", metavar="CODES"),
 ]
 LayersOpt = Annotated[
     list[str] | None,
-    typer.Option(help="Only report layers matching this glob (repeatable).", show_default=False),
+    option("Only report layers matching this glob (repeatable).", metavar="GLOB"),
 ]
 EpsOpt = Annotated[
     float | None,
-    typer.Option(help="eps to assume where the file does not record it [default: 1e-05]."),
+    option("eps to assume where the file does not record it [default: 1e-05].", metavar="FLOAT"),
 ]
 ThresholdOpt = Annotated[
     list[str] | None,
-    typer.Option(
-        help="Override a rule threshold: NAME=VALUE (see `bnstat rules`).", show_default=False
-    ),
+    option("Override a rule threshold (names in `bnstat rules`).", metavar="NAME=VALUE"),
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option(help="Settings file [default: [tool.bnstat] in the nearest pyproject.toml]."),
+    option("Settings file [default: [tool.bnstat] in the nearest pyproject.toml].", metavar="FILE"),
 ]
-
-
 BaselineOpt = Annotated[
-    Path | None, typer.Option(help="Report only findings that are not in this baseline file.")
+    Path | None, option("Report only findings that are not in this baseline.", metavar="FILE")
 ]
 WriteBaselineOpt = Annotated[
-    Path | None, typer.Option(help="Record today's findings as the baseline in this file.")
+    Path | None, option("Record today's findings as the baseline in this file.", metavar="FILE")
 ]
 JobsOpt = Annotated[
-    int | None, typer.Option(help="Processes for many checkpoints [default: one per CPU].")
+    int | None,
+    option("Processes for many checkpoints [default: one per CPU].", metavar="N", minimum=1),
 ]
+
+
+class RulesFormat(str, enum.Enum):
+    TEXT = "text"
+    MARKDOWN = "markdown"
+    JSON = "json"
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,7 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
     from bnstat.formats import render
     from bnstat.inputs import expand_inputs
     from bnstat.report import exit_code, exit_reason
+    from bnstat.wording import counted
 
     with errors_to_exit_code(run.debug):
         settings = flags.settings()
@@ -119,14 +135,16 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
                 run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
             )
             typer.echo(
-                f"baseline of {len(report.findings)} findings written to {run.write_baseline}",
+                f"baseline of {counted(len(report.findings), 'finding')} written to "
+                f"{run.write_baseline}",
                 err=True,
             )
         if known is not None and run.baseline is not None:
             before = len(report.findings)
             report = without_baseline(report, known, run.baseline)
             typer.echo(
-                f"baseline: {before - len(report.findings)} known findings not reported", err=True
+                f"baseline: {counted(before - len(report.findings), 'known finding')} not reported",
+                err=True,
             )
         color, width = terminal(run.output, run.fmt)
         text = render(report, run.fmt, run.view, color=color, width=width)
@@ -158,12 +176,13 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
 
     def command(
         checkpoints: Checkpoints, format: FormatOpt = OutputFormat.TABLE, output: OutputOpt = None,
-        fail_on: FailOnOpt = None, select: Codes = None, ignore: Codes = None,
+        fail_on: FailOnOpt = None, select: SelectOpt = None, ignore: IgnoreOpt = None,
         layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
         config: ConfigOpt = None, baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, debug: DebugOpt = False,
     ) -> None:  # fmt: skip
-        flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()), fail_on, eps,
+        flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
+                          None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
         run = Run(view, format, output, jobs, baseline, write_baseline, debug)
         _report(run, checkpoints, flags)
@@ -172,22 +191,26 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
     return command
 
 
-app.command("inspect")(
+app.command("inspect", cls=BnstatCommand, short_help="Per-layer statistics and the findings.")(
     _report_command(
         View.INSPECT, "Report every BatchNorm layer (channels, distributions) and the findings."
     )
 )
-app.command("check")(
+app.command("check", cls=BnstatCommand, short_help="The CI gate: findings and an exit code.")(
     _report_command(
         View.CHECK, "The CI gate: findings only, machine formats, exit code by --fail-on."
     )
 )
 
 
-@app.command()
+@app.command(cls=BnstatCommand, short_help="List the rules, or explain one.")
 def rules(
-    code: Annotated[str | None, typer.Argument(help="A rule code or name, e.g. BN004.")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="text|markdown|json")] = "text",
+    code: Annotated[
+        str | None, typer.Argument(metavar="CODE", help="A rule code or name: BN004, dead-channel.")
+    ] = None,
+    format: Annotated[
+        RulesFormat, typer.Option("--format", "-f", help="Plain text, markdown or JSON.")
+    ] = RulesFormat.TEXT,
     config: ConfigOpt = None, threshold: ThresholdOpt = None, debug: DebugOpt = False,
 ) -> None:  # fmt: skip
     """List the rules, or explain one: what it checks, why, an example, the fix."""
@@ -195,4 +218,5 @@ def rules(
 
     with errors_to_exit_code(debug):
         settings = RuleFlags(config, thresholds=tuple(threshold or ())).settings()
-        sys.stdout.write(render_rules(code, format, settings))
+        width = terminal(None, OutputFormat.TABLE)[1]
+        sys.stdout.write(render_rules(code, format.value, settings, width))

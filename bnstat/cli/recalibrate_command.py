@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, terminal
+from bnstat.cli.app import (
+    DebugOpt,
+    ReportFormat,
+    ReportFormatOpt,
+    app,
+    errors_to_exit_code,
+    option,
+    terminal,
+)
+from bnstat.cli.usage import BnstatCommand
 from bnstat.errors import UsageError
 from bnstat.formats import OutputFormat
 
@@ -42,72 +51,97 @@ def _cpu_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
-def _option(help_text: str, *names: str) -> Any:
-    """A typer option with only a help text (and maybe its spellings)."""
-    return typer.Option(*names, help=help_text)
-
-
 CheckpointArg = Annotated[
-    Path, typer.Argument(help="The checkpoint whose statistics to re-estimate.", show_default=False)
-]
+    Path,
+    typer.Argument(
+        metavar="CHECKPOINT", help="The checkpoint whose statistics to re-estimate.",
+        show_default=False,
+    ),
+]  # fmt: skip
 DataOpt = Annotated[
     Path,
     typer.Option(
-        help="Folder of images or tensor files (.npy, .pt, .safetensors).", show_default=False
+        metavar="DIR", help="Folder of images or tensor files (.npy, .pt, .safetensors).",
+        show_default=False,
     ),
-]
+]  # fmt: skip
 RecalOutputOpt = Annotated[
-    Path | None, _option("Where to write the recalibrated checkpoint.", "--output", "-o")
+    Path | None,
+    option("Where to write the recalibrated checkpoint.", "--output", "-o", metavar="FILE"),
 ]
 ArchOpt = Annotated[
     str | None,
-    _option("Model factory for a state dict: package.module:callable or file.py:callable."),
+    option(
+        "Model factory for a state dict: package.module:callable or file.py:callable.",
+        metavar="MODULE:FACTORY",
+    ),
 ]
-ArchKwargsOpt = Annotated[str, _option("JSON keyword arguments for --arch.")]
-SourceOpt = Annotated[str | None, _option("Which model of a file holding several (e.g. ema).")]
+ArchKwargsOpt = Annotated[str, option("JSON keyword arguments for --arch.", metavar="JSON")]
+SourceOpt = Annotated[
+    str | None, option("Which model of a file holding several (e.g. ema).", metavar="NAME")
+]
 UnsafeOpt = Annotated[
-    bool, _option("Allow unpickling a whole module: runs code from the file.", "--unsafe-load")
+    bool, option("Allow unpickling a whole module: runs code from the file.", "--unsafe-load")
 ]
 MethodOpt = Annotated[
-    str, _option("exact (eval-consistent) or train-average (classic, for comparison).")
+    str,
+    option(
+        "exact (eval-consistent) or train-average (classic, for comparison).",
+        metavar="<exact|train-average>",
+    ),
 ]
 PassesOpt = Annotated[
-    int, _option("Sweeps over the layers; more than 1 re-measures and shows the change.")
+    int,
+    option("Sweeps over the layers; more than 1 re-measures and shows the change.", metavar="N"),
 ]
-VerifyOpt = Annotated[bool, _option("Measure eval-mode consistency afterwards (one more pass).")]
-ImageSizeOpt = Annotated[str | None, _option("Final image size: N or HxW.")]
+VerifyOpt = Annotated[bool, option("Measure eval-mode consistency afterwards (one more pass).")]
+ImageSizeOpt = Annotated[str | None, option("Final image size: N or HxW.", metavar="SIZE")]
 ResizeOpt = Annotated[
-    int | None, _option("Resize the shorter side to N before cropping to --image-size.")
+    int | None,
+    option("Resize the shorter side to N before cropping to --image-size.", metavar="N"),
 ]
-MeanOpt = Annotated[str, _option("Per-channel mean to subtract after /255, comma-separated.")]
-StdOpt = Annotated[str, _option("Per-channel std to divide by, comma-separated.")]
-GrayscaleOpt = Annotated[bool, _option("Decode images to one channel.", "--grayscale")]
+MeanOpt = Annotated[
+    str,
+    option("Per-channel mean to subtract after /255, comma-separated.", metavar="FLOATS"),
+]
+StdOpt = Annotated[str, option("Per-channel std to divide by, comma-separated.", metavar="FLOATS")]
+GrayscaleOpt = Annotated[bool, option("Decode images to one channel.", "--grayscale")]
 ChannelsOpt = Annotated[
     int | None,
-    _option("Decode images to 1, 3 or 4 channels [default: what the first convolution takes]."),
+    option(
+        "Decode images to 1, 3 or 4 channels [default: what the first convolution takes].",
+        metavar="<1|3|4>",
+    ),
 ]
 MaxSamplesOpt = Annotated[
-    int | None, _option("Use at most this many samples (a seeded random subset).")
+    int | None,
+    option("Use at most this many samples (a seeded random subset).", metavar="N"),
 ]
-SeedOpt = Annotated[int, _option("Seed for the sample order and subset.")]
-BatchSizeOpt = Annotated[int, _option("Samples per forward pass.")]
-WorkersOpt = Annotated[int | None, _option("Image decoding processes [default: min(4, CPUs)].")]
+SeedOpt = Annotated[int, option("Seed for the sample order and subset.", metavar="N")]
+BatchSizeOpt = Annotated[int, option("Samples per forward pass.", metavar="N")]
+WorkersOpt = Annotated[
+    int | None, option("Image decoding processes [default: min(4, CPUs)].", metavar="N")
+]
 CacheOpt = Annotated[
     int,
-    _option("Memory for decoded data and cached activations, MB; beyond it they go to disk."),
+    option(
+        "Memory for decoded data and cached activations; beyond it they go to disk.",
+        metavar="MB",
+        minimum=0,
+    ),
 ]
-DeviceOpt = Annotated[str, _option("auto, cpu, cuda, cuda:N or mps.")]
+DeviceOpt = Annotated[str, option("Where the model runs.", metavar="<auto|cpu|cuda|cuda:N|mps>")]
 InputKeyOpt = Annotated[
-    str | None, _option("Call the model with {KEY: batch} instead of the batch.")
+    str | None,
+    option("Call the model with {KEY: batch} instead of the batch.", metavar="KEY"),
 ]
-InPlaceOpt = Annotated[bool, _option("Overwrite the input checkpoint (atomically).", "--in-place")]
-ReportOpt = Annotated[Path | None, _option("Also write the before/after report as JSON.")]
-RecalFormatOpt = Annotated[
-    str, _option("table or json, for the report on stdout.", "--format", "-f")
+InPlaceOpt = Annotated[bool, option("Overwrite the input checkpoint (atomically).", "--in-place")]
+ReportOpt = Annotated[
+    Path | None, option("Also write the before/after report as JSON.", metavar="FILE")
 ]
 
 
-@app.command()
+@app.command(cls=BnstatCommand, short_help="Re-estimate the statistics on data.")
 def recalibrate(
     checkpoint: CheckpointArg, data: DataOpt, output: RecalOutputOpt = None, arch: ArchOpt = None,
     arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None, unsafe_load: UnsafeOpt = False,
@@ -117,7 +151,7 @@ def recalibrate(
     max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
     workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, device: DeviceOpt = "auto",
     input_key: InputKeyOpt = None, in_place: InPlaceOpt = False, report: ReportOpt = None,
-    format: RecalFormatOpt = "table", debug: DebugOpt = False,
+    format: ReportFormatOpt = ReportFormat.TABLE, debug: DebugOpt = False,
 ) -> None:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     with errors_to_exit_code(debug):
@@ -131,8 +165,6 @@ def recalibrate(
         from bnstat.recalibrate.run import Request
         from bnstat.recalibrate.run import recalibrate as run_recalibration
 
-        if format not in ("table", "json"):
-            raise UsageError(f"--format {format!r}: expected table or json")
         if output is None and not in_place:
             raise UsageError("give --output FILE, or --in-place to overwrite the input")
         try:
@@ -174,7 +206,7 @@ def recalibrate(
         if report is not None:
             with atomic_output(report) as temporary:
                 temporary.write_text(recalibration_json(result), encoding="utf-8")
-        if format == "json":
+        if format is ReportFormat.JSON:
             sys.stdout.write(recalibration_json(result))
         else:
             color, width = terminal(None, OutputFormat.TABLE)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
 from bnstat.diff import DiffReport, LayerDiff
-from bnstat.formats.table import string_console
+from bnstat.formats.fit import Column, fitted_table
+from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import checkpoint_title, finite_or_none, number
+from bnstat.wording import counted, span
 
 
 def _channels(layer: LayerDiff) -> str:
@@ -18,22 +19,25 @@ def _channels(layer: LayerDiff) -> str:
     return str(a) if a == b else f"{a if a is not None else '-'} -> {b if b is not None else '-'}"
 
 
-def _row(layer: LayerDiff) -> list[str | Text]:
+def _verdict(layer: LayerDiff) -> Text:
     if layer.drift is None:
         where = "channels differ"
         if None in layer.channels:
             where = "only in B" if layer.channels[0] is None else "only in A"
-        return [layer.name, _channels(layer), "-", "-", "-", "-", Text(where, style="yellow")]
+        return Text(where, style="yellow")
+    return Text("changed" if layer.changed else "same", style="yellow" if layer.changed else "dim")
+
+
+def _numbers(layer: LayerDiff) -> list[str]:
+    """mean shift, variance ratio, |gamma| change and channels moved, or dashes."""
     moved = layer.drift
-    style = "yellow" if layer.changed else "dim"
+    if moved is None:
+        return ["-"] * 4
     return [
-        layer.name,
-        _channels(layer),
         number(moved.mean_shift),
-        f"{number(moved.var_ratio_low)} .. {number(moved.var_ratio_high)}",
+        span(number(moved.var_ratio_low), number(moved.var_ratio_high), " .. "),
         "-" if layer.weight_change is None else number(layer.weight_change),
         f"{moved.changed}/{layer.channels[0]}",
-        Text("changed" if layer.changed else "same", style=style),
     ]
 
 
@@ -42,17 +46,23 @@ def render_diff_table(report: DiffReport, color: bool = False, width: int = 120)
     console.print(
         Text(f"A: {checkpoint_title(report.a)}\nB: {checkpoint_title(report.b)}", style="bold")
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("layer", overflow="fold")
-    for title in ("C", "mean shift (std)", "var B/A", "|gamma| change", "channels moved", ""):
-        table.add_column(title, justify="right" if title else "left", no_wrap=True)
-    for layer in report.layers:
-        table.add_row(*_row(layer))
-    console.print(table)
+    layers = report.layers
+    numbers = list(zip(*(_numbers(layer) for layer in layers), strict=True)) or [()] * 4
+    titles = ("mean shift (std)", "var B/A", "|gamma| change", "channels moved")
+    columns = [
+        Column("layer", [layer.name for layer in layers], "left", kind="name"),
+        Column("C", [_channels(layer) for layer in layers], drop=2),
+        *(Column(title, cells, drop=drop) for title, cells, drop in
+          zip(titles, numbers, (4, 3, 1, 0), strict=True)),
+        Column("", [_verdict(layer) for layer in layers], "left", kind="words"),
+    ]  # fmt: skip
+    console.print(fitted_table(columns, width))
     console.print(
-        Text(f"{len(report.changed)} of {len(report.layers)} layers changed", style="bold")
+        Text(
+            f"{len(report.changed)} of {counted(len(report.layers), 'layer')} changed", style="bold"
+        )
     )
-    return buffer.getvalue()
+    return text_of(buffer)
 
 
 def render_diff_json(report: DiffReport) -> str:

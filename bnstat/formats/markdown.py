@@ -15,6 +15,10 @@ from bnstat.formats.text import (
     value_range,
 )
 from bnstat.report import CheckpointReport, LayerReport, Report, exit_reason
+from bnstat.rules.base import channel_list
+from bnstat.wording import counted
+
+CHANNELS_SHOWN = 4  # channel indices in the findings table; more are counted
 
 
 def render_markdown(report: Report, with_layers: bool) -> str:
@@ -36,14 +40,15 @@ def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
     status = severity_counts(entry.findings)
     lines = [
         f"<details{' open' if entry.findings else ''}><summary>{title}: "
-        f"{len(entry.layers)} layers, {status}</summary>",
+        f"{counted(len(entry.layers), 'layer')}, {status}</summary>",
         "",
     ]
     if entry.findings:
         lines += ["| severity | rule | layer | channels | message |", "|---|---|---|---|---|"]
         lines += [
             f"| {f.severity.value} | {f.rule} {f.name} | `{_cell(location(f))}` | "
-            f"{len(f.channels) or ''} | {_cell(f.message)} |"
+            f"{channel_list(f.channels, CHANNELS_SHOWN) if f.channels else ''} | "
+            f"{_cell(f.message)} |"
             for f in entry.findings
         ]
         lines.append("")

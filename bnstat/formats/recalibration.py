@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 
-from bnstat.formats.table import string_console
+from bnstat.formats.fit import Column, fitted_table
+from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import finite_or_none, number
 from bnstat.recalibrate.cache import CacheUse
 from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
@@ -20,23 +20,23 @@ def _ratio_range(layer: LayerChange) -> str:
 
 def render_recalibration(report: RecalibrationReport, color: bool = False, width: int = 120) -> str:
     console, buffer = string_console(color, width)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("layer", overflow="fold")
-    for title in ("C", "mean shift (std)", "var new/old", "changed", "eval mismatch after"):
-        table.add_column(title, justify="right", no_wrap=True)
-    for layer in report.layers:
-        table.add_row(
-            layer.name or "(top level)",
-            str(layer.channels),
-            number(layer.mean_shift),
-            _ratio_range(layer),
-            f"{layer.changed}/{layer.channels}",
-            "-" if layer.consistency is None else f"{layer.consistency:.1e}",
-        )
-    console.print(table)
+    layers = report.layers
+    columns = [
+        Column("layer", [layer.name or "(top level)" for layer in layers], "left", kind="name"),
+        Column("C", [str(layer.channels) for layer in layers], drop=1),
+        Column("mean shift (std)", [number(layer.mean_shift) for layer in layers], drop=2),
+        Column("var new/old", [_ratio_range(layer) for layer in layers], drop=4),
+        Column("changed", [f"{layer.changed}/{layer.channels}" for layer in layers], drop=0),
+        Column(
+            "eval mismatch after",
+            ["-" if layer.consistency is None else f"{layer.consistency:.1e}" for layer in layers],
+            drop=3,
+        ),
+    ]
+    console.print(fitted_table(columns, width))
     for line in _facts(report):
         console.print(Text(line))
-    return buffer.getvalue()
+    return text_of(buffer)
 
 
 def _facts(report: RecalibrationReport) -> list[str]:

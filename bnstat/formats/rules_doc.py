@@ -7,6 +7,7 @@ README table and SARIF rule metadata cannot drift apart.
 from __future__ import annotations
 
 import json
+import textwrap
 
 from bnstat.errors import UsageError
 from bnstat.rules import RULES, rule_named
@@ -16,14 +17,17 @@ from bnstat.settings import Settings
 SECTION_TITLES = ("What it checks", "Why it matters", "Example", "Fix")
 
 
-def render_rules(code: str | None, fmt: str, settings: Settings) -> str:
+def render_rules(code: str | None, fmt: str, settings: Settings, width: int = 80) -> str:
+    """The rules in `fmt`; text is wrapped between words to `width` columns."""
     selected = RULES if code is None else (_one(code),)
     if fmt == "json":
         return json.dumps([_rule_dict(r, settings) for r in selected], indent=2) + "\n"
     if fmt == "markdown":
         return _markdown_table(settings) if code is None else _markdown_rule(selected[0], settings)
     if fmt == "text":
-        return _text_table(settings) if code is None else _text_rule(selected[0], settings)
+        if code is None:
+            return _text_table(settings, width)
+        return _text_rule(selected[0], settings, width)
     raise UsageError(f"--format {fmt!r}: expected text, markdown or json")
 
 
@@ -57,14 +61,28 @@ def _rule_dict(rule: Rule, settings: Settings) -> dict[str, object]:
     }
 
 
-def _text_table(settings: Settings) -> str:
+def _wrap(text: str, width: int, first: str, indent: int) -> list[str]:
+    """`text` after `first`, wrapped between words, later lines indented by `indent`."""
+    wrapper = textwrap.TextWrapper(
+        max(width, indent + 20), initial_indent=first, subsequent_indent=" " * indent,
+        break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
+    return wrapper.wrap(text) or [first.rstrip()]
+
+
+def _text_table(settings: Settings, width: int) -> str:
+    """One rule per entry: code, name and severity, then its summary beside them on a wide
+    line or under them on a narrow one, and its thresholds."""
     lines = []
     for rule in RULES:
-        state = "" if settings.rule_enabled(rule.code) else "  (disabled)"
-        lines.append(
-            f"{rule.code}  {rule.name:<24} {rule.severity.value:<8} {rule.doc.summary}{state}"
-        )
-        lines += [f"{'':<36}{t}" for t in _thresholds(rule, settings)]
+        state = "" if settings.rule_enabled(rule.code) else " (disabled)"
+        head = f"{rule.code}  {rule.name:<24} {rule.severity.value:<8} "
+        indent = len(head) if width - len(head) >= 30 else 7
+        if indent < len(head):
+            lines.append(head.rstrip())
+            head = " " * indent
+        lines += _wrap(rule.doc.summary + state, width, head, indent)
+        lines += [" " * indent + t for t in _thresholds(rule, settings)]
     return "\n".join(lines) + "\n"
 
 
@@ -73,16 +91,18 @@ def _sections(rule: Rule) -> list[tuple[str, str]]:
     return list(zip(SECTION_TITLES, (doc.what, doc.why, doc.example, doc.fix), strict=True))
 
 
-def _text_rule(rule: Rule, settings: Settings) -> str:
-    lines = [f"{rule.code} {rule.name} ({rule.severity.value})", rule.doc.summary, ""]
+def _text_rule(rule: Rule, settings: Settings, width: int) -> str:
+    lines = [f"{rule.code} {rule.name} ({rule.severity.value})"]
+    lines += [*_wrap(rule.doc.summary, width, "", 0), ""]
     for title, body in _sections(rule):
-        lines += [title, *(f"  {line}" for line in body.splitlines()), ""]
+        lines.append(title)
+        for paragraph in body.split("\n\n"):
+            lines += _wrap(" ".join(paragraph.split()), width, "  ", 2)
+        lines.append("")
     thresholds = _thresholds(rule, settings)
     if thresholds:
-        lines += [
-            "Thresholds (set with --threshold NAME=VALUE or [tool.bnstat.thresholds])",
-            *(f"  {t}" for t in thresholds),
-        ]
+        title = "Thresholds (set with --threshold NAME=VALUE or [tool.bnstat.thresholds])"
+        lines += [*_wrap(title, width, "", 0), *(f"  {t}" for t in thresholds)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -21,6 +21,7 @@ from bnstat.report import Distribution
 
 ROW_HEIGHT = 18
 MARGIN = 14  # room left and right of an overview axis for tick labels and arrowheads
+EDGE = 8  # percent of an overview column within which a tick label is aligned inward
 ARROW = 5  # size of the arrowhead for values beyond an overview axis
 WHISKER_DECADES = 3.0  # how far past the bands a shared log axis may stretch
 CHART = (300, 96, 34, 18)  # histogram and bar chart: width, height, left and bottom margins
@@ -131,13 +132,26 @@ def symmetric_range(dists: Sequence[Distribution]) -> tuple[float, float]:
 
 
 def axis_header(axis: Axis, log: bool) -> str:
-    """Tick labels above an overview column."""
-    marks = "".join(
-        f'<text x="{x:.1f}" y="12" text-anchor="middle">{label}</text>'
-        f'<path class="tick" d="M{x:.1f} 15V22"/>'
-        for x, label in axis.ticks(log)
-    )
-    return _svg(axis.width + 2 * axis.left, 22, marks, "axis")
+    """Tick labels above an overview column, placed in percent of its width so that they
+    stay over the rows' ticks however wide the column is drawn. Labels near an end are
+    aligned inward so they stay inside the column. For narrow windows, where the page hides
+    them, labels between the ends are marked `inner`, and every other one `alt` as well
+    when there are more than three."""
+    total = axis.width + 2 * axis.left
+    ticks = axis.ticks(log)
+    marks = []
+    for i, (x, label) in enumerate(ticks):
+        share = 100 * x / total
+        anchor = "start" if share < EDGE else "end" if share > 100 - EDGE else "middle"
+        hidden = (["inner"] if 0 < i < len(ticks) - 1 else []) + (
+            ["alt"] if len(ticks) > 3 and i % 2 else []
+        )
+        css = f' class="{" ".join(hidden)}"' if hidden else ""
+        marks.append(
+            f'<text{css} x="{share:.2f}%" y="12" text-anchor="{anchor}">{label}</text>'
+            f'<line class="tick" x1="{share:.2f}%" x2="{share:.2f}%" y1="15" y2="22"/>'
+        )
+    return f'<svg class="axis" width="100%" height="22">{"".join(marks)}</svg>'
 
 
 def grid(axis: Axis, log: bool) -> str:
@@ -162,7 +176,7 @@ def band_row(ends: Sequence[float] | None, axis: Axis, grid_path: str, title: st
             f'height="10" rx="2"/><path class="med" d="M{p50:.1f} 2V16"/>'
             + _beyond(ends[0] < axis.low, ends[-1] > axis.high, axis)
         )
-    return _svg(axis.width + 2 * axis.left, ROW_HEIGHT, "".join(body), "row")
+    return _svg(axis.width + 2 * axis.left, ROW_HEIGHT, "".join(body), "row", fluid=True)
 
 
 def _beyond(below: bool, above: bool, axis: Axis) -> str:
@@ -278,8 +292,11 @@ def _empty() -> str:
     return _svg(width, height, text, "chart")
 
 
-def _svg(width: float, height: float, body: str, css: str) -> str:
+def _svg(width: float, height: float, body: str, css: str, fluid: bool = False) -> str:
+    """An `<svg>` of `width` x `height` units; a `fluid` one stretches to the width of its
+    cell (the page keeps its strokes from stretching)."""
+    size = 'width="100%" preserveAspectRatio="none"' if fluid else f'width="{width:g}"'
     return (
-        f'<svg class="{css}" width="{width:g}" height="{height:g}" '
-        f'viewBox="0 0 {width:g} {height:g}">{body}</svg>'
+        f'<svg class="{css}" {size} height="{height:g}" viewBox="0 0 {width:g} {height:g}">'
+        f"{body}</svg>"
     )

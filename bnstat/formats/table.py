@@ -11,13 +11,18 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from rich.cells import cell_len
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.text import (
+    FindingGroup,
     by_severity,
     checkpoint_title,
+    grouped,
     location,
     min_abs_weight,
     number,
@@ -27,6 +32,7 @@ from bnstat.formats.text import (
 )
 from bnstat.report import CheckpointReport, LayerReport, Report, Severity, exit_code, exit_reason
 from bnstat.rules.base import channel_list
+from bnstat.wording import counted
 
 SPARK = " ▁▂▃▄▅▆▇█"
 HISTOGRAM_BINS = 12
@@ -47,58 +53,72 @@ def string_console(color: bool, width: int) -> tuple[Console, io.StringIO]:
     return console, buffer
 
 
+def text_of(buffer: io.StringIO) -> str:
+    """What a string console printed, without the spaces rich pads lines with."""
+    return "".join(line.rstrip(" \n") + "\n" for line in buffer.getvalue().splitlines(True))
+
+
 def render_table(report: Report, with_layers: bool, color: bool = False, width: int = 120) -> str:
     console, buffer = string_console(color, width)
     for entry in report.checkpoints:
         _print_checkpoint(console, entry, with_layers)
     console.print(Text(summary_line(report), style="bold"))
     console.print(Text(exit_reason(report), style="red" if exit_code(report) else "green"))
-    return buffer.getvalue()
+    return text_of(buffer)
+
+
+def print_title(console: Console, title: str) -> None:
+    """A rule led by `title`, or the title alone, wrapped, when no rule fits beside it."""
+    if cell_len(title) + 4 <= console.width:
+        console.rule(Text(title, style="bold"), align="left")
+    else:
+        console.print(Text(title, style="bold"), overflow="fold")
 
 
 def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bool) -> None:
-    console.rule(Text(checkpoint_title(entry), style="bold"), align="left")
+    print_title(console, checkpoint_title(entry))
     if entry.error is not None:
         console.print(Text(f"could not be read: {entry.error}", style="bold red"))
         console.print()
         return
-    facts = [entry.format or "?", f"{len(entry.layers)} layers"]
+    facts = [entry.format or "?", counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
     console.print(Text(" · ".join(facts), style="dim"))
     if with_layers and entry.layers:
-        console.print(_layer_table(entry))
+        console.print(_layer_table(entry, console.width))
     _print_findings(console, entry)
     console.print()
 
 
-def _layer_table(entry: CheckpointReport) -> Table:
+def _layer_table(entry: CheckpointReport, width: int) -> Table:
     flagged: dict[str, list[str]] = {}
     for finding in entry.findings:
         if finding.layer is not None:
             flagged.setdefault(finding.layer, []).append(finding.rule)
     low, high = _shared_log_range(entry.layers)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column(
-        "layer", min_width=max(len(layer.name) for layer in entry.layers), overflow="fold"
-    )
-    for title, justify in (("C", "right"), ("batches", "right"), ("running_mean", "right"),
-                           ("running_var", "right"), (f"log10 var {low:.0f}..{high:.0f}", "left"),
-                           ("min|weight|", "right"), ("findings", "left")):  # fmt: skip
-        table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for layer in entry.layers:
-        codes = flagged.get(layer.name, [])
-        table.add_row(
-            layer.name or "(top level)",
-            str(layer.channels),
-            "-" if layer.num_batches_tracked is None else str(layer.num_batches_tracked),
-            value_range(layer.running_mean),
-            value_range(layer.running_var),
-            histogram(layer.values.running_var, low, high),
-            number(min_abs_weight(layer)),
-            Text(" ".join(dict.fromkeys(codes)), style="yellow" if codes else ""),
-        )
-    return table
+    layers = entry.layers
+    codes = [" ".join(dict.fromkeys(flagged.get(layer.name, []))) for layer in layers]
+    columns = [
+        Column("layer", [layer.name or "(top level)" for layer in layers], "left", kind="name"),
+        Column("C", [str(layer.channels) for layer in layers], drop=4),
+        Column("batches", [_count(layer.num_batches_tracked) for layer in layers], drop=2),
+        Column("running_mean", [value_range(layer.running_mean) for layer in layers], drop=1),
+        Column("running_var", [value_range(layer.running_var) for layer in layers], drop=5),
+        Column(
+            f"log10 var {low:.0f}..{high:.0f}",
+            [histogram(layer.values.running_var, low, high) for layer in layers],
+            "left",
+            drop=0,
+        ),
+        Column("min|weight|", [number(min_abs_weight(layer)) for layer in layers], drop=3),
+        Column("findings", [Text(c, style="yellow") for c in codes], "left", kind="words"),
+    ]
+    return fitted_table(columns, width)
+
+
+def _count(batches: int | None) -> str:
+    return "-" if batches is None else str(batches)
 
 
 def _shared_log_range(layers: tuple[LayerReport, ...]) -> tuple[float, float]:
@@ -128,14 +148,24 @@ def _print_findings(console: Console, entry: CheckpointReport) -> None:
     if not entry.findings:
         console.print(Text("no findings", style="green"))
         return
-    for severity, group in by_severity(entry.findings):
-        console.print(Text(f"{severity.value}s ({len(group)})", style=STYLES[severity]))
-        for finding in group:
-            head = Text(f"  {finding.rule} {finding.name}  ", style=STYLES[severity])
-            head.append(location(finding), style="bold")
-            if finding.channels:
-                head.append(f"  channels {channel_list(finding.channels)}")
-            console.print(head)
-            console.print(Text(f"    {finding.message}"))
-            console.print(Text(f"    fix: {finding.fix}", style="dim"))
+    for severity, found in by_severity(entry.findings):
+        console.print(Text(f"{severity.value}s ({len(found)})", style=STYLES[severity]))
+        for group in grouped(found):
+            _print_group(console, group, STYLES[severity])
     console.print(Text(severity_counts(entry.findings), style="bold"))
+
+
+def _print_group(console: Console, group: FindingGroup, style: str) -> None:
+    """A finding: rule, where, channels, then its message and fix; identical findings of
+    several layers once, with the list of their layers."""
+    finding, count = group.first, len(group.findings)
+    head = Text(f"{finding.rule} {finding.name}  ", style=style)
+    head.append(location(finding) if count == 1 else f"in {count} layers", style="bold")
+    if finding.channels:
+        head.append(f"  channels {channel_list(finding.channels)}")
+    console.print(Padding(head, (0, 0, 0, 2)))
+    if count > 1:
+        names = Text(", ".join(location(f) for f in group.findings), style="bold")
+        console.print(Padding(names, (0, 0, 0, 4)))
+    console.print(Padding(Text(finding.message), (0, 0, 0, 4)))
+    console.print(Padding(Text(f"fix: {finding.fix}", style="dim"), (0, 0, 0, 4)))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report, Severity
+from bnstat.wording import counted, span
 
 
 def number(value: float | None) -> str:
@@ -13,7 +17,7 @@ def number(value: float | None) -> str:
 def value_range(dist: Distribution | None) -> str:
     if dist is None:
         return "-"
-    text = f"{number(dist.min)} .. {number(dist.max)}"
+    text = span(number(dist.min), number(dist.max), " .. ")
     return f"{text} ({dist.nonfinite} non-finite)" if dist.nonfinite else text
 
 
@@ -38,7 +42,7 @@ def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> str:
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         n = sum(1 for f in findings if f.severity is severity)
         if n:
-            parts.append(f"{n} {severity.value}{'' if n == 1 else 's'}")
+            parts.append(counted(n, severity.value))
     return ", ".join(parts) or "no findings"
 
 
@@ -48,11 +52,31 @@ def by_severity(findings: tuple[Finding, ...]) -> list[tuple[Severity, list[Find
     return [(s, group) for s, group in groups if group]
 
 
+@dataclass(frozen=True)
+class FindingGroup:
+    """Findings that differ only in their layer (one finding in most groups)."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def first(self) -> Finding:
+        return self.findings[0]
+
+
+def grouped(findings: Sequence[Finding]) -> list[FindingGroup]:
+    """Identical findings (rule, severity, channels, message and fix) as one group of their
+    layers, in the order they first appear."""
+    groups: dict[tuple[object, ...], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.rule, f.severity, f.channels, f.message, f.fix), []).append(f)
+    return [FindingGroup(tuple(same)) for same in groups.values()]
+
+
 def summary_line(report: Report) -> str:
     summary = report.summary
     text = (
-        f"{summary.checkpoints} checkpoint{'' if summary.checkpoints == 1 else 's'}, "
-        f"{summary.layers} layers: {severity_counts(report.findings)}"
+        f"{counted(summary.checkpoints, 'checkpoint')}, {counted(summary.layers, 'layer')}: "
+        f"{severity_counts(report.findings)}"
     )
     return text + (f", {summary.unreadable} unreadable" if summary.unreadable else "")
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from bnstat.layer_batch import LayerBatch
 from bnstat.report import Severity
+from bnstat.wording import plural
 
 SECTIONS = ("What it checks", "Why it matters", "Example", "Fix")
 
@@ -112,4 +113,4 @@ def num(value: float) -> str:
 
 
 def channel_word(n: int) -> str:
-    return "channel" if n == 1 else "channels"
+    return plural("channel", n)

@@ -28,6 +28,7 @@ import numpy as np
 
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define_rule
+from bnstat.wording import plural
 
 QUANTITIES = ("mean", "var", "weight", "bias")
 FIELD_NAMES = {"mean": "running_mean", "var": "running_var", "weight": "weight", "bias": "bias"}
@@ -44,7 +45,8 @@ def check(data: RuleInput) -> Iterator[Hit]:
         ]
         yield Hit(
             layer,
-            f"{len(channels)} {channel_word(len(channels))} hold NaN or inf: {'; '.join(where)}",
+            f"{len(channels)} {channel_word(len(channels))} "
+            f"{plural('holds', len(channels), 'hold')} NaN or inf: {'; '.join(where)}",
             tuple(int(c) for c in channels),
         )
 

@@ -32,6 +32,7 @@ from bnstat.layer_batch import LayerBatch
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.segments import segment_median
+from bnstat.wording import bound, plural
 
 PARAMS = (
     Param("dead-weight-abs", 1e-6, "|weight| at or below this is dead"),
@@ -65,11 +66,13 @@ def check(data: RuleInput) -> Iterator[Hit]:
     for layer, channels in layers.flagged(dead_channel_mask(layers, data.thresholds)):
         weight = np.abs(layers.of_layer(layers.weight, layer))
         bias = layers.of_layer(layers.bias, layer)[channels]
+        low, high = num(float(weight[channels].min())), num(float(weight[channels].max()))
         yield Hit(
             layer,
             f"{len(channels)} dead {channel_word(len(channels))} {channel_list(channels)} "
-            f"(|weight| at most {num(float(weight[channels].max()))}, layer median "
-            f"{num(float(np.median(weight)))}) output their bias whatever the input: "
+            f"(|weight| {bound(high, low, 'at most')}, layer median "
+            f"{num(float(np.median(weight)))}) "
+            f"{plural('outputs its', len(channels), 'output their')} bias whatever the input: "
             f"{_behaviour(channels, bias)}",
             tuple(int(c) for c in channels),
         )

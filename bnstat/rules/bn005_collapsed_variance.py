@@ -28,6 +28,7 @@ import numpy as np
 
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
+from bnstat.wording import bound, plural
 
 PARAMS = (Param("collapsed-var", 1e-8, "running_var at or below this is collapsed"),)
 
@@ -38,11 +39,13 @@ def check(data: RuleInput) -> Iterator[Hit]:
     for layer, channels in layers.flagged(collapsed):
         var = layers.of_layer(layers.var, layer)[channels]
         eps = float(layers.eps[layer])
+        largest = bound(num(float(var.max())), num(float(var.min())), "at most")
         yield Hit(
             layer,
-            f"running_var collapsed in {len(channels)} {channel_word(len(channels))} "
-            f"{channel_list(channels)} (largest {num(float(var.max()))}, eps {num(eps)}): "
-            f"any variation of these inputs is amplified up to {num(1 / np.sqrt(eps))}x",
+            f"running_var collapsed to {largest} in {len(channels)} "
+            f"{channel_word(len(channels))} {channel_list(channels)} (eps {num(eps)}): any "
+            f"variation of {plural('this input', len(channels), 'these inputs')} is amplified "
+            f"up to {num(1 / np.sqrt(eps))}x",
             tuple(int(c) for c in channels),
         )
 

@@ -30,6 +30,7 @@ import numpy as np
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.segments import segment_median
+from bnstat.wording import span
 
 PARAMS = (Param("outlier-decades", 3.0, "distance from the layer median in powers of ten"),)
 
@@ -47,7 +48,7 @@ def check(data: RuleInput) -> Iterator[Hit]:
         yield Hit(
             layer,
             f"running_var of {len(channels)} {channel_word(len(channels))} "
-            f"{channel_list(channels)} is {num(float(var.min()))}..{num(float(var.max()))}, "
+            f"{channel_list(channels)} is {span(num(float(var.min())), num(float(var.max())))}, "
             f"more than {num(data.thresholds['outlier-decades'])} decades from the layer "
             f"median {num(float(10 ** median[layer]))}",
             tuple(int(c) for c in channels),

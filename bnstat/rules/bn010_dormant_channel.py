@@ -30,6 +30,7 @@ import numpy as np
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.rules.bn004_dead_channel import dead_channel_mask
+from bnstat.wording import bound, plural
 
 PARAMS = (Param("dormant-sigmas", 3.0, "standard deviations the bias pushes below zero"),)
 
@@ -42,12 +43,14 @@ def check(data: RuleInput) -> Iterator[Hit]:
     for layer, channels in layers.flagged(dormant):
         weight = np.abs(layers.of_layer(layers.weight, layer)[channels])
         bias = layers.of_layer(layers.bias, layer)[channels]
-        depth = float(np.min(-bias / weight))
+        depths = -bias / weight
+        depth = bound(num(float(depths.min())), num(float(depths.max())), "at least")
+        n = len(channels)
         yield Hit(
             layer,
-            f"{len(channels)} {channel_word(len(channels))} {channel_list(channels)} are "
-            f"shifted at least {num(depth)} standard deviations below zero: behind a ReLU "
-            "they pass fewer than ~0.1% of inputs",
+            f"{n} {channel_word(n)} {channel_list(channels)} {plural('is', n, 'are')} shifted "
+            f"{depth} standard deviations below zero: behind a ReLU "
+            f"{plural('it passes', n, 'they pass')} fewer than ~0.1% of inputs",
             tuple(int(c) for c in channels),
         )
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from bnstat.readers.pickle_risk import executes_code
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
+from bnstat.wording import plural
 
 
 def check(data: RuleInput) -> Iterator[Hit]:
@@ -37,7 +38,8 @@ def check(data: RuleInput) -> Iterator[Hit]:
         yield Hit(
             None,
             f"the pickle calls {', '.join(sorted(dangerous))}: loading it with "
-            "torch.load(weights_only=False) would run them (bnstat did not)",
+            f"torch.load(weights_only=False) would run {plural('it', len(dangerous), 'them')} "
+            "(bnstat did not)",
         )
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from bnstat.readers.pickle_risk import executes_code
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
+from bnstat.wording import counted
 
 SHOWN = 6
 
@@ -41,8 +42,8 @@ def check(data: RuleInput) -> Iterator[Hit]:
         )
         yield Hit(
             None,
-            f"the pickle references {len(unknown)} global(s) outside the allow-list, read as "
-            f"inert placeholders: {listed}; torch.load(weights_only=True) would refuse it",
+            f"the pickle references {counted(len(unknown), 'global')} outside the allow-list, "
+            f"read as inert placeholders: {listed}; torch.load(weights_only=True) would refuse it",
         )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from zoo import REPO
+from zoo import REPO, SAMPLES
 
 from bnstat import __version__
 from bnstat.analysis import analyze
@@ -58,7 +58,8 @@ def test_every_format_has_an_emitter():
 
 @pytest.mark.parametrize("fmt", list(OutputFormat))
 def test_golden_output(shared, fmt):
-    text = render(shared, fmt, View.INSPECT).replace(__version__, "VERSION")
+    """The table at 80 columns, the width of a pipe without COLUMNS."""
+    text = render(shared, fmt, View.INSPECT, width=80).replace(__version__, "VERSION")
     golden = GOLDEN / f"report.{SUFFIX[fmt]}"
     if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
@@ -120,3 +121,17 @@ def test_markdown_is_collapsible_per_checkpoint(shared):
     text = render(shared, OutputFormat.MARKDOWN, View.CHECK)
     assert text.count("<details") == len([e for e in shared.checkpoints if e.error is None])
     assert "could not be read" in text
+
+
+def test_markdown_channels_are_indices_abbreviated_past_four(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(SAMPLES / "healthy.safetensors")
+    state["block1.bn1.weight"][[2, 5]] = 0.0
+    state["fc_bn.weight"][10:20] = 0.0
+    path = tmp_path / "dead.safetensors"
+    save_file(state, path)
+    rows = [r for r in render(analyze([path], Settings()), OutputFormat.MARKDOWN, View.CHECK)
+            .splitlines() if "BN004" in r]  # fmt: skip
+    cells = {row.split("|")[3].strip(" `"): row.split("|")[4].strip() for row in rows}
+    assert cells == {"block1.bn1": "[2, 5]", "fc_bn": "[10, 11, 12, 13, ... +6 more]"}
