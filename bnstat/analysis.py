@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,21 +37,32 @@ from bnstat.rules.base import RuleInput
 from bnstat.segments import SegmentStats, segment_stats
 from bnstat.settings import Settings
 
+if TYPE_CHECKING:
+    from bnstat.recalibrate.diagnosis import DataRequest
+    from bnstat.recalibrate.passes import Progress
+
 MAX_CHANNELS = 2**22  # in all layers of a file: ~10x the largest real models; ~500 MB of work
 
 PARALLEL_FROM = 4  # files: fewer are analysed faster in one process than in a pool
 
 
 def analyze(
-    paths: Sequence[Path], settings: Settings, debug: bool = False, jobs: int | None = None
+    paths: Sequence[Path],
+    settings: Settings,
+    debug: bool = False,
+    jobs: int | None = None,
+    data: DataRequest | None = None,
+    progress: Progress | None = None,
 ) -> Report:
     """Analyse every file; unreadable ones are reported, not raised (unless `debug`).
 
     With several files they are analysed in `jobs` processes (default: one per CPU from
-    PARALLEL_FROM files on); the report keeps the order of `paths` either way.
+    PARALLEL_FROM files on); the report keeps the order of `paths` either way. With
+    `data`, every model is also run on the data (`recalibrate.diagnosis`), one file after
+    the other in this process.
     """
-    workers = worker_count(jobs, len(paths))
-    task = partial(_analyze_one, settings=settings, debug=debug)
+    workers = 1 if data is not None else worker_count(jobs, len(paths))
+    task = partial(_analyze_one, settings=settings, debug=debug, data=data, progress=progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(task, paths))
@@ -66,9 +79,15 @@ def worker_count(jobs: int | None, files: int) -> int:
     return min(os.cpu_count() or 1, files) if files >= PARALLEL_FROM else 1
 
 
-def _analyze_one(path: Path, settings: Settings, debug: bool) -> list[CheckpointReport]:
+def _analyze_one(
+    path: Path,
+    settings: Settings,
+    debug: bool,
+    data: DataRequest | None = None,
+    progress: Progress | None = None,
+) -> list[CheckpointReport]:
     try:
-        return analyze_file(path, settings)
+        return analyze_file(path, settings, data, progress)
     except BnstatError as err:
         if debug:
             raise
@@ -80,7 +99,12 @@ def _analyze_one(path: Path, settings: Settings, debug: bool) -> list[Checkpoint
         return [CheckpointReport(path=str(path), format=None, error=printable(message))]
 
 
-def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
+def analyze_file(
+    path: Path,
+    settings: Settings,
+    data: DataRequest | None = None,
+    progress: Progress | None = None,
+) -> list[CheckpointReport]:
     """One entry per model found in the file (e.g. `model` and `ema`).
 
     NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
@@ -93,30 +117,64 @@ def analyze_file(path: Path, settings: Settings) -> list[CheckpointReport]:
                 f"the file's normalization layers hold {channels} channels in all, over the "
                 f"limit of {MAX_CHANNELS}"
             )
+        several = sum(1 for _, refs in models if refs) > 1
         return [
-            _analyze_model(raw, state, refs, settings, first=index == 0)
+            _analyze_model(raw, state, refs, settings, index == 0, _OnData(data, progress, several))
             for index, (state, refs) in enumerate(models)
         ]
 
 
+@dataclass(frozen=True)
+class _OnData:
+    """With --data: the request, the progress display, whether the file has several models."""
+
+    request: DataRequest | None
+    progress: Progress | None
+    several: bool
+
+
 def _analyze_model(
-    raw: RawCheckpoint, state: StateDict, refs: list[LayerRefs], settings: Settings, first: bool
+    raw: RawCheckpoint,
+    state: StateDict,
+    refs: list[LayerRefs],
+    settings: Settings,
+    first: bool,
+    on_data: _OnData,
 ) -> CheckpointReport:
     batch = read_layers(refs, settings.eps)
-    rule_input = RuleInput(batch, settings.thresholds, raw.refused_globals if first else ())
+    layers = layer_reports(batch)
+    facts, run = None, None
+    wanted = on_data.request is not None and on_data.request.model.source in (None, state.name)
+    if on_data.request is not None and refs and wanted:
+        from bnstat.data_check import data_facts, data_run, with_layer_data
+        from bnstat.recalibrate.diagnosis import diagnose
+
+        request = on_data.request
+        diagnosis = diagnose(raw, state.name, request, on_data.progress)
+        source = state.name if on_data.several else None
+        command = request.recalibrate_command(str(raw.path), source)
+        facts = data_facts(batch, diagnosis, settings.thresholds, command)
+        layers = with_layer_data(layers, batch, facts, diagnosis.samples)
+        run = data_run(str(request.folder), diagnosis)
+    refused = raw.refused_globals if first else ()
+    rule_input = RuleInput(batch, settings.thresholds, refused, facts)
     return CheckpointReport(
         path=str(raw.path),
         format=raw.format.value,
         source=state.name,
-        layers=tuple(r for r in layer_reports(batch) if settings.shows_layer(r.name)),
+        layers=tuple(r for r in layers if settings.shows_layer(r.name)),
         findings=tuple(run_rules(rule_input, settings)),
         stripped_prefix=state.stripped_prefix,
+        data=run,
     )
 
 
 def run_rules(rule_input: RuleInput, settings: Settings) -> list[Finding]:
-    """Every enabled rule's findings, ordered by layer then rule code."""
+    """Every enabled rule's findings, ordered by layer (in execution order when a data
+    pass gave it, else as stored) then rule code."""
     names = rule_input.layers.names
+    order = rule_input.data.order if rule_input.data is not None else ()
+    rank = {layer: position for position, layer in enumerate(order)}
     keyed: list[tuple[int, str, Finding]] = []
     for rule in RULES:
         if not settings.rule_enabled(rule.code):
@@ -132,9 +190,10 @@ def run_rules(rule_input: RuleInput, settings: Settings) -> list[Finding]:
                 layer,
                 hit.channels,
                 hit.message,
-                rule.doc.short_fix,
+                hit.fix or rule.doc.short_fix,
             )
-            keyed.append((-1 if hit.layer is None else hit.layer, rule.code, finding))
+            position = -1 if hit.layer is None else rank.get(hit.layer, len(rank) + hit.layer)
+            keyed.append((position, rule.code, finding))
     keyed.sort(key=lambda item: item[:2])
     return [finding for *_, finding in keyed]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,29 @@ class ChannelValues:
     bias: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class LayerData:
+    """What the layer received on a data set, against its stored statistics (`data_fit`)."""
+
+    samples: int
+    mean_shift_max: float | None  # in stored standard deviations; None: nothing finite
+    mean_shift_median: float | None
+    var_ratio_max: float | None  # (measured var + eps) / (stored var + eps)
+    var_ratio_min: float | None
+    channels_off: int
+    first_divergent: bool  # the first layer, in execution order, whose statistics are off
+
+
+@dataclass(frozen=True)
+class DataRun:
+    """The data a checkpoint was run on, and how (`inspect --data`)."""
+
+    folder: str
+    samples: int
+    model: str  # where the model came from: arch, torchscript, torch.export, onnx ...
+    options: tuple[tuple[str, Any], ...]  # the data options used, by name
+
+
 @dataclass(frozen=True, eq=False)
 class LayerReport:
     """One normalization layer: what it is and how its statistics are distributed."""
@@ -80,6 +104,7 @@ class LayerReport:
     weight: Distribution | None
     bias: Distribution | None
     values: ChannelValues
+    data: LayerData | None = None  # with --data: how the statistics fit the data
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,7 @@ class CheckpointReport:
     layers: tuple[LayerReport, ...] = ()
     findings: tuple[Finding, ...] = ()
     stripped_prefix: str = ""
+    data: DataRun | None = None  # with --data: what the model was run on
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,36 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bnstat.cli.app import DebugOpt, app, errors_to_exit_code, option, terminal
+from bnstat.cli.progress import with_progress
+from bnstat.cli.run_options import (
+    ArchKwargsOpt,
+    ArchOpt,
+    BatchSizeOpt,
+    CacheOpt,
+    ChannelsOpt,
+    DataFlags,
+    DeviceOpt,
+    GrayscaleOpt,
+    ImageSizeOpt,
+    InputKeyOpt,
+    MaxSamplesOpt,
+    MeanOpt,
+    ModelFlags,
+    ResizeOpt,
+    SeedOpt,
+    SourceOpt,
+    StdOpt,
+    UnsafeOpt,
+    WorkersOpt,
+    require_torch,
+)
 from bnstat.cli.usage import BnstatCommand
 from bnstat.errors import UsageError
 from bnstat.formats import OutputFormat, View
 from bnstat.report import FailOn
 
 if TYPE_CHECKING:
+    from bnstat.recalibrate.diagnosis import DataRequest
     from bnstat.settings import Settings
 
 Checkpoints = Annotated[
@@ -66,6 +90,14 @@ BaselineOpt = Annotated[
 ]
 WriteBaselineOpt = Annotated[
     Path | None, option("Record today's findings as the baseline in this file.", metavar="FILE")
+]
+DataDirOpt = Annotated[
+    Path | None,
+    option(
+        "Also run the model on this folder of images or tensor files and check that its "
+        "statistics fit what each layer receives (rule BN014; needs bnstat[torch]).",
+        metavar="DIR",
+    ),
 ]
 JobsOpt = Annotated[
     int | None,
@@ -118,7 +150,39 @@ class Run:
     debug: bool
 
 
-def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
+@dataclass(frozen=True)
+class OnData:
+    """`--data` and the options that say how to build the model and load the data."""
+
+    folder: Path | None
+    model: ModelFlags
+    loading: DataFlags
+
+    def request(self) -> DataRequest | None:
+        """The library's request, or None without --data (where the other options are
+        refused rather than ignored)."""
+        given = [*self.model.arguments(), *self.loading.arguments()]
+        if self.folder is None:
+            if given:
+                raise UsageError(f"{given[0]} runs the model on data: give --data DIR too")
+            return None
+        require_torch("--data")
+        from bnstat.recalibrate.data.files import discover
+        from bnstat.recalibrate.diagnosis import DataRequest
+
+        discover(self.folder)  # no data is an error before any checkpoint is opened
+        return DataRequest(
+            folder=self.folder,
+            options=self.loading.options(),
+            channels=self.loading.channel_count,
+            model=self.model.spec(),
+            device=self.model.device,
+            input_key=self.model.input_key,
+            arguments=tuple(given),
+        )
+
+
+def _report(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData) -> None:
     from bnstat.analysis import analyze
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.formats import render
@@ -129,7 +193,11 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
     with errors_to_exit_code(run.debug):
         settings = flags.settings()
         known = load_baseline(run.baseline) if run.baseline is not None else None
-        report = analyze(expand_inputs(checkpoints), settings, debug=run.debug, jobs=run.jobs)
+        data = on_data.request()
+        paths = expand_inputs(checkpoints)
+        report = with_progress(
+            lambda progress: analyze(paths, settings, run.debug, run.jobs, data, progress)
+        )
         if run.write_baseline is not None:
             _write(
                 run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
@@ -179,13 +247,25 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
         fail_on: FailOnOpt = None, select: SelectOpt = None, ignore: IgnoreOpt = None,
         layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
         config: ConfigOpt = None, baseline: BaselineOpt = None,
-        write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, debug: DebugOpt = False,
+        write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, data: DataDirOpt = None,
+        arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None,
+        unsafe_load: UnsafeOpt = False, input_key: InputKeyOpt = None, device: DeviceOpt = "auto",
+        image_size: ImageSizeOpt = None, resize: ResizeOpt = None, mean: MeanOpt = "0",
+        std: StdOpt = "1", grayscale: GrayscaleOpt = False, channels: ChannelsOpt = None,
+        max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
+        workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, debug: DebugOpt = False,
     ) -> None:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
         run = Run(view, format, output, jobs, baseline, write_baseline, debug)
-        _report(run, checkpoints, flags)
+        on_data = OnData(
+            data,
+            ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device),
+            DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples, seed,
+                      batch_size, workers, cache_mb),
+        )  # fmt: skip
+        _report(run, checkpoints, flags, on_data)
 
     command.__doc__ = summary
     return command

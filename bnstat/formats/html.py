@@ -21,6 +21,7 @@ from html import escape
 
 from bnstat.formats import svg
 from bnstat.formats.fit import abbreviate
+from bnstat.formats.html_data import data_part
 from bnstat.formats.html_parts import (
     SPREAD,
     badges,
@@ -135,7 +136,7 @@ def _checkpoint(index: int, entry: CheckpointReport, report: Report) -> str:
         facts.append(f"key prefix <code>{escape(entry.stripped_prefix)}</code> removed")
     body = _findings(index, entry)
     if entry.layers:
-        body = _overview(index, entry) + body + layer_sections(index, entry)
+        body = _overview(index, entry) + data_part(entry) + body + layer_sections(index, entry)
     opened = open_attribute(bool(entry.findings) or len(report.checkpoints) == 1)
     return (
         f"<details class='ckpt {sev_class(entry.findings)}' id='ck{index}'{opened}>"

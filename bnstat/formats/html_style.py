@@ -49,6 +49,7 @@ svg text{font:10px system-ui,"DejaVu Sans",sans-serif;fill:var(--muted)}
 .whisk{stroke:var(--sev);stroke-width:1.2;fill:none}.sev-none .whisk{stroke:#7f93a8}
 .med{stroke:#111827;stroke-width:2}.off{fill:var(--sev)}.sev-none .off{fill:#475569}
 .bar{stroke:#5b7fa6}.spread{stroke:#c3d0de}path.dead{fill:var(--error)}
+.dataoff{stroke:var(--warning)}.hit{fill:transparent}
 .badge{display:inline-block;padding:0 6px;margin-right:4px;border-radius:4px;
 font-size:11.5px;font-weight:700;color:#fff;background:var(--sev)}
 .nonfinite,.dead{color:var(--error);font-weight:600;font-size:12px}

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.formats.text import finite_or_none
+from bnstat.report import (
+    CheckpointReport,
+    DataRun,
+    Distribution,
+    Finding,
+    LayerData,
+    LayerReport,
+    Report,
+)
 
 SCHEMA_VERSION = 1
 
@@ -42,6 +51,29 @@ def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
         "error": entry.error,
         "layers": [_layer(layer) for layer in entry.layers],
         "findings": [finding_dict(f) for f in entry.findings],
+        "data": _data_run(entry.data) if entry.data is not None else None,
+    }
+
+
+def _data_run(run: DataRun) -> dict[str, Any]:
+    return {
+        "folder": run.folder,
+        "samples": run.samples,
+        "model": run.model,
+        "options": {name: list(value) if isinstance(value, tuple) else value
+                    for name, value in run.options},
+    }  # fmt: skip
+
+
+def _layer_data(data: LayerData) -> dict[str, Any]:
+    return {
+        "samples": data.samples,
+        "mean_shift_max": finite_or_none(data.mean_shift_max),
+        "mean_shift_median": finite_or_none(data.mean_shift_median),
+        "var_ratio_max": finite_or_none(data.var_ratio_max),
+        "var_ratio_min": finite_or_none(data.var_ratio_min),
+        "channels_off": data.channels_off,
+        "first_divergent": data.first_divergent,
     }
 
 
@@ -59,6 +91,7 @@ def _layer(layer: LayerReport) -> dict[str, Any]:
         "running_var": _distribution(layer.running_var),
         "weight": _distribution(layer.weight) if layer.weight else None,
         "bias": _distribution(layer.bias) if layer.bias else None,
+        "data": _layer_data(layer.data) if layer.data is not None else None,
     }
 
 

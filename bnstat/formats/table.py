@@ -32,7 +32,7 @@ from bnstat.formats.text import (
 )
 from bnstat.report import CheckpointReport, LayerReport, Report, Severity, exit_code, exit_reason
 from bnstat.rules.base import channel_list
-from bnstat.wording import counted
+from bnstat.wording import counted, span
 
 SPARK = " ▁▂▃▄▅▆▇█"
 HISTOGRAM_BINS = 12
@@ -85,6 +85,15 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
     if entry.stripped_prefix:
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
     console.print(Text(" · ".join(facts), style="dim"))
+    if entry.data is not None:
+        run = entry.data
+        console.print(
+            Text(
+                f"run on {run.folder} ({counted(run.samples, 'sample')}, model from "
+                f"{run.model}): mean shift in stored std and var ratio measured/stored",
+                style="dim",
+            )
+        )
     if with_layers and entry.layers:
         console.print(_layer_table(entry, console.width))
     _print_findings(console, entry)
@@ -99,8 +108,17 @@ def _layer_table(entry: CheckpointReport, width: int) -> Table:
     low, high = _shared_log_range(entry.layers)
     layers = entry.layers
     codes = [" ".join(dict.fromkeys(flagged.get(layer.name, []))) for layer in layers]
+    first = [layer.data is not None and layer.data.first_divergent for layer in layers]
+    names = [
+        Text(layer.name or "(top level)", style="bold" if is_first else "")
+        for layer, is_first in zip(layers, first, strict=True)
+    ]
+    findings = [
+        Text(code + (" (first off)" if is_first else ""), style="yellow")
+        for code, is_first in zip(codes, first, strict=True)
+    ]
     columns = [
-        Column("layer", [layer.name or "(top level)" for layer in layers], "left", kind="name"),
+        Column("layer", names, "left", kind="name"),
         Column("C", [str(layer.channels) for layer in layers], drop=4),
         Column("batches", [_count(layer.num_batches_tracked) for layer in layers], drop=2),
         Column("running_mean", [value_range(layer.running_mean) for layer in layers], drop=1),
@@ -112,9 +130,27 @@ def _layer_table(entry: CheckpointReport, width: int) -> Table:
             drop=0,
         ),
         Column("min|weight|", [number(min_abs_weight(layer)) for layer in layers], drop=3),
-        Column("findings", [Text(c, style="yellow") for c in codes], "left", kind="words"),
+        *_data_columns(layers),
+        Column("findings", findings, "left", kind="words"),
     ]
     return fitted_table(columns, width)
+
+
+def _data_columns(layers: tuple[LayerReport, ...]) -> list[Column]:
+    """With --data: the largest mean shift and the range of variance ratios on the data."""
+    if all(layer.data is None for layer in layers):
+        return []
+    shifts, ratios = [], []
+    for layer in layers:
+        data = layer.data
+        shifts.append("-" if data is None else number(data.mean_shift_max))
+        ratios.append(
+            "-" if data is None else span(number(data.var_ratio_min), number(data.var_ratio_max))
+        )
+    return [
+        Column("mean shift", shifts, drop=7),
+        Column("var ratio", ratios, drop=6),
+    ]
 
 
 def _count(batches: int | None) -> str:

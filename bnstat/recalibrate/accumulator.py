@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bnstat.errors import ModelError
+from bnstat.errors import DataError, ModelError
 from bnstat.recalibrate import distributed
 
 FLUSH_EVERY = 256
@@ -34,6 +34,15 @@ class Moments:
     mean: torch.Tensor  # float64, on the CPU
     var: torch.Tensor
     count: int
+
+    def require_variance(self, layer: str) -> None:
+        """Refuse a layer measured on a single value per channel: it has no variance."""
+        if self.count < 2:
+            raise DataError(
+                f"layer {layer} received {self.count} value per channel over the whole data, "
+                "and an unbiased variance needs at least 2: use more samples (a BatchNorm1d "
+                "layer receives one value per sample)"
+            )
 
     def require_finite(self, layer: str) -> None:
         """Refuse statistics that NaN or inf activations made: they name the layer hit."""

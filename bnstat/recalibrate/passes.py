@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
 from bnstat.errors import BnstatError, ModelError
+
+Result = TypeVar("Result")
 
 
 class BatchSource(Protocol):
@@ -109,11 +111,17 @@ class Passes:
 
 def _guarded(step: Callable[..., None], index: int, batch: torch.Tensor | None, what: str) -> None:
     """`step(index[, batch])`, with the model's own failures turned into a ModelError."""
+    model_call(lambda: step(index) if batch is None else step(index, batch), what)
+
+
+def model_call(action: Callable[[], Result], what: str) -> Result:
+    """`action()`, a call into the model; its own failures become one clear ModelError
+    saying what it was given (`what`: "a batch of shape (32, 3, 8, 8)", say)."""
     try:
-        step(index) if batch is None else step(index, batch)
+        return action()
     except (BnstatError, KeyboardInterrupt):
         raise
-    except Exception as err:  # the model's own code rejected the batch
+    except Exception as err:  # the model's own code rejected the input
         raise ModelError(
             f"the model failed on {what}: {type(err).__name__}: {_first_line(err)}"
         ) from err

@@ -59,6 +59,7 @@ class Sums:
     def set_statistics(self, runtime: Runtime, batches: int) -> None:
         """Every layer normalises with its sums from now on."""
         for name, result in self.compute().items():
+            result.require_variance(name)
             result.require_finite(name)
             runtime.set_statistics(name, result, batches)
 

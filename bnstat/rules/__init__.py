@@ -24,6 +24,7 @@ _MODULES = (
     "bn011_code_in_pickle",
     "bn012_unknown_global",
     "bn013_no_batchnorm",
+    "bn014_stats_data_mismatch",
 )
 RULES: tuple[Rule, ...] = tuple(import_module(f"{__name__}.{name}").RULE for name in _MODULES)
 RULES_BY_CODE: dict[str, Rule] = {rule.code: rule for rule in RULES}

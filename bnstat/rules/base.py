@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bnstat.data_fit import ChannelFit
 from bnstat.layer_batch import LayerBatch
 from bnstat.report import Severity
 from bnstat.wording import plural
@@ -31,12 +32,22 @@ class Param:
 
 
 @dataclass(frozen=True)
+class DataFacts:
+    """With `--data`: how each measured layer's statistics fit the data (`data_fit`)."""
+
+    fits: Mapping[int, ChannelFit]  # by layer index
+    order: tuple[int, ...]  # the measured layers' indices in execution order
+    recalibrate: str  # the command line that recalibrates on the same data
+
+
+@dataclass(frozen=True)
 class RuleInput:
     """What a check sees: the layers, the effective thresholds and facts about the file."""
 
     layers: LayerBatch
     thresholds: Mapping[str, float]
     refused_globals: tuple[str, ...] = ()
+    data: DataFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ class Hit:
     layer: int | None
     message: str
     channels: tuple[int, ...] = ()
+    fix: str | None = None  # instead of the rule's own, when the hit knows better
 
 
 Check = Callable[[RuleInput], Iterable[Hit]]

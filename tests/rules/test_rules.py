@@ -120,9 +120,12 @@ def test_checkpoint_level_rules_have_their_samples():
     from test_acceptance import PROMISED
 
     promised = {code for items, _ in PROMISED.values() if items for code, _ in items}
-    assert {rule.code for rule in RULES} <= promised
+    assert {rule.code for rule in RULES} - {ON_DATA} <= promised
+
+
+ON_DATA = "BN014"  # needs a model run on data: tests/recalibrate/test_diagnosis.py plants it
 
 
 def test_every_rule_is_planted_here_or_in_the_samples():
     here = {case[0] for case in CASES} | {"BN003", "BN008"}
-    assert {rule.code for rule in RULES} - here <= {"BN011", "BN012", "BN013"}
+    assert {rule.code for rule in RULES} - here <= {"BN011", "BN012", "BN013", ON_DATA}

@@ -27,6 +27,11 @@ OPENERS: dict[CheckpointFormat, Callable[[RawCheckpoint, ModelRequest], Runtime]
 }
 
 
+RUN_AS_THEY_ARE = frozenset(
+    {CheckpointFormat.TORCHSCRIPT, CheckpointFormat.PT2, CheckpointFormat.ONNX}
+)  # formats that hold the model itself: no --arch
+
+
 def open_runtime(raw: RawCheckpoint, request: ModelRequest) -> Runtime:
     """The runtime that runs the model in `raw`, as `request` asks."""
     return OPENERS[raw.format](raw, request)

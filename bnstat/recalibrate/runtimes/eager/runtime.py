@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bnstat.errors import BnstatError
+from bnstat.recalibrate.passes import model_call
 from bnstat.recalibrate.runtime import Capture, Layer
 from bnstat.recalibrate.runtimes.eager.autograd_graph import call_graph
 from bnstat.recalibrate.runtimes.eager.capture import METHODS, CaptureFailed
@@ -43,6 +44,7 @@ class EagerRuntime(TorchRuntime):
         self._calls: dict[str, int] = {}
         self._graph: FxGraph | None = None
         self._capture: Capture | None = None
+        self._seen: tuple[Any, list[str]] | None = None  # the example and the calls it made
 
     def prepare(self, batch: torch.Tensor) -> None:
         example = self.model_input(batch[:2])
@@ -52,7 +54,10 @@ class EagerRuntime(TorchRuntime):
             raise
         except Exception:  # a model that refuses so few samples: a whole batch
             example = self.model_input(batch)
-            order = call_order(self.modules, lambda: self.module(example))
+            order = model_call(
+                lambda: call_order(self.modules, lambda: self.module(example)),
+                f"a batch of shape {tuple(batch.shape)}",
+            )
         first = list(dict.fromkeys(order))
         self._calls = {name: order.count(name) for name in first}
         self.layers = tuple(
@@ -60,7 +65,14 @@ class EagerRuntime(TorchRuntime):
             for name in first
         )
         self.unreached = tuple(name for name in self.modules if name not in self._calls)
-        self._capture = self._captured(example, order)
+        self._seen = (example, order)
+
+    def capture(self) -> Capture:
+        """The graph, captured on first use (the data pass and train-average need none)."""
+        if self._capture is None:
+            assert self._seen is not None, "prepare() first"
+            self._capture = self._captured(*self._seen)
+        return self._capture
 
     def _captured(self, example: Any, order: list[str]) -> Capture:
         reasons = []
@@ -74,10 +86,6 @@ class EagerRuntime(TorchRuntime):
             return Capture(graph.ops(), how)
         ops = call_graph(self.modules, self.module, example)
         return Capture(ops, "autograd", refused="; ".join(reasons))
-
-    def capture(self) -> Capture:
-        assert self._capture is not None, "prepare() first"
-        return self._capture
 
     def segment(self, spec: SegmentSpec) -> FxSegment:
         assert self._graph is not None

@@ -1,6 +1,10 @@
-"""A progress bar on stderr for recalibration passes (shown only on a terminal)."""
+"""A progress bar on stderr for passes over calibration data (shown only on a terminal)."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -11,6 +15,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+Result = TypeVar("Result")
 
 
 class TerminalProgress:
@@ -46,3 +52,13 @@ class TerminalProgress:
 
     def close(self) -> None:
         self._progress.stop()
+
+
+def with_progress(work: Callable[[TerminalProgress | None], Result]) -> Result:
+    """`work(progress)`, with a bar when stderr is a terminal (None otherwise)."""
+    progress = TerminalProgress() if sys.stderr.isatty() else None
+    try:
+        return work(progress)
+    finally:
+        if progress is not None:
+            progress.close()
