@@ -1,21 +1,23 @@
-"""Benchmark `bnstat recalibrate` against `torch.optim.swa_utils.update_bn`, whole processes.
+"""Benchmark `bnstat recalibrate` and `bnstat check --data` against plain torch, whole processes.
 
 Why: PRODUCT.md promises exact, eval-consistent statistics for about the cost of one
 forward pass (within 2x of `update_bn`, 1.3x without the verification pass), from every
-model source, with bounded memory. A 7-layer sample hides costs that grow with depth, so
-this runs a ResNet-50-shaped network (`resnet_model.py`: 53 BatchNorm2d, half width,
-statistics reset) on `--samples` calibration samples of 3x64x64 in batches of
-`--batch-size`, from each source a user has: a state dict with `--arch`, TorchScript
-scripted and traced, a torch.export `.pt2` and ONNX (`recalibrate_inputs.py` writes them).
+model source, with bounded memory; and a data diagnosis that costs one eval pass. A
+7-layer sample hides costs that grow with depth, so this runs a ResNet-50-shaped network
+(`resnet_model.py`: 53 BatchNorm2d, half width, statistics reset) on `--samples`
+calibration samples of 3x64x64 in batches of `--batch-size`, from each source a user
+has: a state dict with `--arch`, TorchScript scripted and traced, a torch.export `.pt2`
+and ONNX (`recalibrate_inputs.py` writes them).
 
 Each command is a fresh process, timed from start to exit with its peak RSS (`_measure`):
-one warm-up, then `--repeat` runs, medians reported. The baseline is what a user writes
-with `update_bn` (`update_bn_baseline.py`: load, build, one training-mode pass, save) on
-the same samples in the same batches, timed in the same way in the same run. bnstat's own
-report (`--report`) gives the passes it made over the data, its activation cache and the
-largest eval-mode mismatch after recalibration. Rows at half the samples show how the cost
-grows with the data, and a run with `--cache-mb` below the largest cut shows the cost of
-spilling the cache to disk (and that it gives the same statistics).
+one warm-up, then `--repeat` runs, medians reported. The baselines are what a user writes
+with plain torch (`torch_baselines.py`): `update_bn` (load, build, one training-mode
+pass, save) for recalibration, and one eval-mode pass for the diagnosis, on the same
+samples in the same batches, timed the same way in the same run. bnstat's own reports
+give the passes it made over the data, its activation cache and the largest eval-mode
+mismatch after recalibration. Rows at half the samples show how the cost grows with the
+data, and a run with `--cache-mb` below the largest cut shows the cost of spilling the
+cache to disk (and that it gives the same statistics).
 
 The accuracy part (`recalibrate_digits.py`: the sample digits model, three kinds of broken
 statistics, three batch sizes, against `update_bn`) runs after it, as a child process.
@@ -53,7 +55,7 @@ SOURCES = {  # label -> (file, extra arguments)
     "onnx": ("resnet.onnx", ()),
 }
 MAX_RATIO, MAX_RATIO_NO_VERIFY, MAX_SOURCE_RATIO = 2.0, 1.3, 1.5
-MAX_MISMATCH, SPILL_TOLERANCE = 1e-4, 1e-6
+MAX_MISMATCH, SPILL_TOLERANCE, MAX_DIAGNOSIS_RATIO = 1e-4, 1e-6, 1.3
 SPILL_CACHE_MB = 64  # below the largest cut of the 512-sample run: the cache spills
 
 
@@ -63,6 +65,7 @@ class Case:
     command: list[str]
     report: Path | None  # bnstat's JSON report
     output: Path
+    baseline: str = "update_bn"  # the label of the run it is compared with
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class Result:
     case: Case
     measurement: Measurement
     report: dict[str, Any] | None
+
+
+def _half(data: str) -> str:
+    return "" if data == "data" else ", half the data"
 
 
 def bnstat_case(folder: Path, source: str, data: str, variant: str, extra: tuple[str, ...]) -> Case:
@@ -81,21 +88,30 @@ def bnstat_case(folder: Path, source: str, data: str, variant: str, extra: tuple
         *bnstat_entry(), "recalibrate", str(folder / file), "--data", str(folder / data),
         "--output", str(output), "--report", str(report), *arguments, *extra,
     ]  # fmt: skip
-    return Case(f"{source}, {variant}{_half(data)}", command, report, output)
+    return Case(
+        f"{source}, {variant}{_half(data)}", command, report, output, f"update_bn{_half(data)}"
+    )
 
 
-def _half(data: str) -> str:
-    return "" if data == "data" else ", half the data"
-
-
-def baseline_case(folder: Path, data: str, batch_size: int) -> Case:
-    output = folder / "out" / f"update_bn-{data}.safetensors"
-    script = HERE / "update_bn_baseline.py"
+def diagnosis_case(folder: Path, source: str, batch_size: int) -> Case:
+    """`bnstat check --data`: one eval pass that measures every layer."""
+    file, arguments = SOURCES[source]
+    report = folder / "out" / f"check-{source.strip('-.')}.json"
     command = [
-        sys.executable, str(script), str(folder / "resnet.safetensors"),
+        *bnstat_entry(), "check", str(folder / file), "--data", str(folder / "data"),
+        "--batch-size", str(batch_size), "-f", "json", "--output", str(report), *arguments,
+    ]  # fmt: skip
+    return Case(f"check --data, {source}", command, report, report, "eval pass")
+
+
+def baseline_case(folder: Path, mode: str, data: str, batch_size: int) -> Case:
+    output = folder / "out" / f"{mode}-{data}.safetensors"
+    command = [
+        sys.executable, str(HERE / "torch_baselines.py"), mode, str(folder / "resnet.safetensors"),
         str(folder / data / "calibration.npy"), str(output), "--batch-size", str(batch_size),
     ]  # fmt: skip
-    return Case(f"update_bn{_half(data)}", command, None, output)
+    label = f"{mode}{_half(data)}" if mode == "update_bn" else "eval pass"
+    return Case(label, command, None, output, label)
 
 
 def cases(folder: Path, batch_size: int) -> list[Case]:
@@ -105,15 +121,18 @@ def cases(folder: Path, batch_size: int) -> list[Case]:
         f"exact --cache-mb {SPILL_CACHE_MB}": ("--cache-mb", str(SPILL_CACHE_MB)),
         "train-average --no-verify": ("--method", "train-average", "--no-verify"),
     }
-    result = [baseline_case(folder, "data", batch_size)]
+    result = [baseline_case(folder, "update_bn", "data", batch_size)]
     result += [bnstat_case(folder, source, "data", "exact", common) for source in SOURCES]
     result += [
         bnstat_case(folder, "--arch", "data", variant, (*common, *extra))
         for variant, extra in variants.items()
     ]
     result += [
-        baseline_case(folder, "half", batch_size),
+        baseline_case(folder, "update_bn", "half", batch_size),
         bnstat_case(folder, "--arch", "half", "exact", common),
+        baseline_case(folder, "eval", "data", batch_size),
+        diagnosis_case(folder, "--arch", batch_size),
+        diagnosis_case(folder, "onnx", batch_size),
     ]
     return result
 
@@ -145,7 +164,7 @@ def _row(result: Result, reference: float) -> list[str]:
         result.case.label,
         f"{seconds:.2f}",
         f"{seconds / reference:.2f}x",
-        str(len(report["passes"])) if report else "1",
+        str(len(report.get("passes", [None]))) if report else "1",
         _megabytes(result.measurement.peak_rss_bytes),
         _megabytes(cache["peak_bytes"]) if cache else "-",
         _megabytes(cache["spilled_bytes"]) if cache else "-",
@@ -154,13 +173,11 @@ def _row(result: Result, reference: float) -> list[str]:
 
 
 def result_table(results: list[Result]) -> list[list[str]]:
-    """One row per run, its time against update_bn's on the same data."""
-    header = ["run", "wall s", "vs update_bn", "passes", "peak RSS MB", "cache MB"]
+    """One row per run, its time against its baseline's (update_bn, or an eval pass)."""
+    header = ["run", "wall s", "vs baseline", "passes", "peak RSS MB", "cache MB"]
     table = [[*header, "spilled MB", "mismatch"]]
     for result in results:
-        half = "half" in result.case.label
-        reference = _median(results, f"update_bn{_half('half' if half else 'data')}")
-        table.append(_row(result, reference))
+        table.append(_row(result, _median(results, result.case.baseline)))
     return table
 
 
@@ -204,6 +221,9 @@ def targets(results: list[Result]) -> Iterator[tuple[bool, str]]:
         if isinstance(consistency, float):
             what = f"{result.case.label}: mismatch <= {MAX_MISMATCH} ({consistency:.1e})"
             yield consistency <= MAX_MISMATCH, what
+    ratio = _median(results, "check --data, --arch") / _median(results, "eval pass")
+    what = f"check --data <= {MAX_DIAGNOSIS_RATIO}x a plain eval pass ({ratio:.2f}x)"
+    yield ratio <= MAX_DIAGNOSIS_RATIO, what
     spilled = next(r for r in results if "--cache-mb" in r.case.label)
     in_memory = next(r for r in results if r.case.label == "--arch, exact")
     cache = (spilled.report or {}).get("cache") or {}
