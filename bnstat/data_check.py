@@ -61,4 +61,4 @@ def with_layer_data(
 def data_run(folder: str, diagnosis: Diagnosis) -> DataRun:
     options = diagnosis.options
     shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
-    return DataRun(folder, diagnosis.samples, diagnosis.origin, shown)
+    return DataRun(folder, diagnosis.samples, diagnosis.origin, shown, diagnosis.input)

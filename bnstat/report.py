@@ -85,6 +85,7 @@ class DataRun:
     samples: int
     model: str  # where the model came from: arch, torchscript, torch.export, onnx ...
     options: tuple[tuple[str, Any], ...]  # the data options used, by name
+    input: str = ""  # what the model was fed, in words
 
 
 @dataclass(frozen=True, eq=False)

@@ -60,6 +60,7 @@ def _data_run(run: DataRun) -> dict[str, Any]:
         "folder": run.folder,
         "samples": run.samples,
         "model": run.model,
+        "input": run.input,
         "options": {name: list(value) if isinstance(value, tuple) else value
                     for name, value in run.options},
     }  # fmt: skip

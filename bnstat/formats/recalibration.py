@@ -46,6 +46,7 @@ def _facts(report: RecalibrationReport) -> list[str]:
         f"{report.samples} samples in {report.batches} batches of {report.batch_size} "
         f"({report.data_kind}), method {report.method}, device {report.device}{processes}, "
         f"model from {report.model}",
+        f"input: {report.input}",
         report.strategy,
         *([_cache_line(report.cache)] if report.cache is not None else []),
         f"{len(sweeps)} pass{'' if len(sweeps) == 1 else 'es'} over the data in "
@@ -111,6 +112,8 @@ def recalibration_json(report: RecalibrationReport) -> str:
         "batches": report.batches,
         "skipped_samples": report.skipped,
         "processes": report.processes,
+        "input": report.input,
+        "input_shape": list(report.input_shape) if report.input_shape else None,
         "strategy": report.strategy,
         "cache": None
         if report.cache is None

@@ -53,6 +53,7 @@ class Diagnosis:
     samples: int
     origin: str  # where the model came from
     options: DataOptions  # the data options in effect (channels, batch size, ...)
+    input: str  # what the model was fed, in words
 
 
 def diagnose(
@@ -88,4 +89,5 @@ def diagnose(
         samples=record.samples,
         origin=runtime.origin,
         options=options,
+        input=data.describe(),
     )

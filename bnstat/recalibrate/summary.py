@@ -44,6 +44,8 @@ class RecalibrationReport:
     layers: tuple[LayerChange, ...]
     unreached: tuple[str, ...]
     seconds: float
+    input: str  # what the model was fed: file contents, conversions, sample shape
+    input_shape: tuple[int, ...] | None  # one sample
     strategy: str  # how the exact statistics were computed, in words
     cache: CacheUse | None  # the activation cache of a segmented sweep
     processes: int  # under torchrun: how many shared the data
@@ -102,6 +104,8 @@ def summarize(
         layers=layer_changes(estimate, eps),
         unreached=estimate.unreached,
         seconds=seconds,
+        input=data.describe(),
+        input_shape=data.sample_shape,
         strategy=estimate.strategy,
         cache=estimate.cache,
         processes=processes,

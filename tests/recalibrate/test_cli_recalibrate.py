@@ -310,3 +310,28 @@ def test_a_pickle_that_runs_code_is_copied_only_under_unsafe_load(cli, tmp_path)
         cli, SAMPLES / "pickle_payload.pt", output, "--arch", ARCH, "--unsafe-load"
     )
     assert trusted.exit_code == 0, trusted.stderr
+
+
+def test_the_report_says_what_the_model_was_fed(cli, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    generator = np.random.default_rng(0)
+    for index in range(12):
+        pixels = generator.integers(0, 256, size=(13, 7, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+    result = cli(
+        "recalibrate", SAMPLES / "stats_reset.safetensors", "--arch", ARCH, "--data", folder,
+        "--output", tmp_path / "out.safetensors", "--workers", "0", "-f", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["input_shape"] == [1, 13, 7] and report["processes"] == 1
+    assert "12 RGB" in report["input"] and "converted to L" in report["input"]
+    table = cli(
+        "recalibrate", SAMPLES / "stats_reset.safetensors", "--arch", ARCH, "--data", folder,
+        "--output", tmp_path / "out2.safetensors", "--workers", "0", "--image-size", "8",
+        "--mean", "0.5", "--std", "0.25",
+    )  # fmt: skip
+    assert "resized to 8x8" in table.stdout and "(x / 255 - 0.5) / 0.25" in table.stdout

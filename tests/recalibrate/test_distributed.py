@@ -47,6 +47,7 @@ def test_two_processes_give_the_single_process_result(cli, tmp_path, method):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count('"schema_version"') == 1  # only the writing process reports
+    assert '"processes": 2' in run.stdout
     expected, got = load_file(single), load_file(split)
     for key, value in expected.items():
         if key.endswith("num_batches_tracked"):

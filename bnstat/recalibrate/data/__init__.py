@@ -10,6 +10,7 @@ over fifty thousand images, but a folder where nothing decodes is an error.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from bnstat.recalibrate.data.batching import merge_last_singleton, rechunk, sele
 from bnstat.recalibrate.data.decoding import Files, ImageDecoder, Item, collate, load_tensor_file
 from bnstat.recalibrate.data.files import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, discover
 from bnstat.recalibrate.data.options import (
+    MODES,
     DataOptions,
     Unreadable,
     check_options,
+    describe_fit,
     parse_floats,
     parse_image_size,
 )
@@ -60,6 +63,8 @@ class CalibrationData:
         self.samples_seen = 0
         self._cache: list[torch.Tensor] | None = None
         self.held_bytes = 0  # decoded batches kept in memory for the next pass
+        self.origins: Counter[str] = Counter()  # what the files held: image modes, dtypes
+        self.sample_shape: tuple[int, ...] | None = None  # one sample as the model gets it
 
     def batches(
         self, merge_singleton: bool = False, progress: Callable[[int], None] | None = None
@@ -104,13 +109,16 @@ class CalibrationData:
     def _pieces(self) -> Iterator[torch.Tensor]:
         """Decoded samples in file order; records unreadable files, refuses mixed shapes."""
         first: tuple[Path, torch.Size] | None = None
+        self.origins.clear()
         for chunk in self._loader():
+            self.origins.update(chunk.origins)
             for item in chunk.failed:
                 if item.fatal:
                     raise DataError(f"{self.files[item.index]}: {item.reason}")
                 self.unreadable.append(Unreadable(str(self.files[item.index]), item.reason))
             for index, samples in chunk.pieces:
                 first = first or (self.files[index], samples.shape[1:])
+                self.sample_shape = tuple(first[1])
                 if samples.shape[1:] != first[1]:
                     raise self._mismatch(first, (self.files[index], samples.shape[1:]))
                 yield samples
@@ -125,6 +133,19 @@ class CalibrationData:
             batch_size=self.options.batch_size if images else 1,
             num_workers=self.options.workers if images else 0,
             collate_fn=collate,
+        )
+
+    def describe(self) -> str:
+        """What the model was fed, in words: file contents, conversions, the sample shape."""
+        shape = "x".join(str(n) for n in self.sample_shape) if self.sample_shape else "?"
+        held = ", ".join(f"{count} {name}" for name, count in self.origins.most_common())
+        if self.kind == "tensors":
+            return f"tensor files ({held}) as float32; one sample is {shape}"
+        options, target = self.options, MODES[self.options.channels]
+        changed = "converted to" if set(self.origins) - {target} else "kept as"
+        return (
+            f"images ({held}) {changed} {target}, {describe_fit(options)}, normalised as "
+            f"(x / 255 - {_listed(options.mean)}) / {_listed(options.std)}; one sample is {shape}"
         )
 
     def _mismatch(
@@ -150,3 +171,7 @@ class CalibrationData:
             )
         shard = f" for rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
         return DataError(f"the {self.kind} files under {self.root} hold no samples{shard}")
+
+
+def _listed(values: tuple[float, ...]) -> str:
+    return ", ".join(f"{v:g}" for v in values) if len(values) > 1 else f"{values[0]:g}"

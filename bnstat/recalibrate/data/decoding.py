@@ -22,6 +22,8 @@ from torch.utils.data import Dataset
 from bnstat.errors import DataError
 from bnstat.recalibrate.data.options import MODES, DataOptions
 
+Decoded = tuple[torch.Tensor, str]  # samples, and what the file held (image mode, dtype)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -31,6 +33,7 @@ class Item:
     samples: torch.Tensor | None
     reason: str = ""
     fatal: bool = False
+    origin: str = ""  # what the file held: an image mode ("RGB"), a tensor dtype
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,13 @@ class Chunk:
 
     pieces: tuple[tuple[int, torch.Tensor], ...]
     failed: tuple[Item, ...]
+    origins: tuple[str, ...] = ()  # of the files decoded
 
 
 class Files(Dataset[Item]):
     """Decodes one file per item in whichever process the DataLoader runs it."""
 
-    def __init__(self, files: Sequence[Path], decode: Callable[[Path], torch.Tensor]) -> None:
+    def __init__(self, files: Sequence[Path], decode: Callable[[Path], Decoded]) -> None:
         self.files = files
         self.decode = decode
 
@@ -53,7 +57,8 @@ class Files(Dataset[Item]):
 
     def __getitem__(self, index: int) -> Item:
         try:
-            return Item(index, self.decode(self.files[index]))
+            samples, origin = self.decode(self.files[index])
+            return Item(index, samples, origin=origin)
         except DataError as err:
             return Item(index, None, str(err), fatal=True)
         except Exception as err:  # whatever a decoder raises, the file is unreadable
@@ -65,9 +70,11 @@ def collate(items: list[Item]) -> Chunk:
     """Drop failures and join the samples into one tensor when their shapes agree."""
     good = [(item.index, item.samples) for item in items if item.samples is not None]
     failed = tuple(item for item in items if item.samples is None)
+    origins = tuple(item.origin for item in items if item.samples is not None)
     if len(good) > 1 and len({samples.shape for _, samples in good}) == 1:
-        return Chunk(((good[0][0], torch.cat([samples for _, samples in good])),), failed)
-    return Chunk(tuple(good), failed)
+        joined = ((good[0][0], torch.cat([samples for _, samples in good])),)
+        return Chunk(joined, failed, origins)
+    return Chunk(tuple(good), failed, origins)
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,15 @@ class ImageDecoder:
 
     options: DataOptions
 
-    def __call__(self, path: Path) -> torch.Tensor:
+    def __call__(self, path: Path) -> Decoded:
         with Image.open(path) as image:
+            mode = image.mode
             converted = image.convert(MODES[self.options.channels])
         pixels = np.asarray(_fit(converted, self.options), dtype=np.float32) / 255
         pixels = pixels.reshape(*pixels.shape[:2], self.options.channels)
         mean = np.asarray(self.options.mean, dtype=np.float32)
         std = np.asarray(self.options.std, dtype=np.float32)
-        return torch.from_numpy(((pixels - mean) / std).transpose(2, 0, 1).copy())[None]
+        return torch.from_numpy(((pixels - mean) / std).transpose(2, 0, 1).copy())[None], mode
 
 
 def _fit(image: Image.Image, options: DataOptions) -> Image.Image:
@@ -110,18 +118,22 @@ def _fit(image: Image.Image, options: DataOptions) -> Image.Image:
     return resized.crop((left, top, left + crop_width, top + crop_height))
 
 
-def load_tensor_file(path: Path) -> torch.Tensor:
-    """The one tensor in a .npy, .pt/.pth or .safetensors file, as float32 samples."""
+def load_tensor_file(path: Path) -> Decoded:
+    """The one tensor in a .npy, .pt/.pth or .safetensors file, as float32 samples, and
+    the dtype it was stored in."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        tensor = torch.from_numpy(np.asarray(np.load(path, allow_pickle=False), np.float32))
-    elif suffix == ".safetensors":
-        tensor = _only_tensor(list(load_file(path).values()))
+        array = np.load(path, allow_pickle=False)
+        tensor, stored = torch.from_numpy(np.asarray(array, np.float32)), str(array.dtype)
     else:
-        tensor = _only_tensor(torch.load(path, map_location="cpu", weights_only=True))
+        if suffix == ".safetensors":
+            tensor = _only_tensor(list(load_file(path).values()))
+        else:
+            tensor = _only_tensor(torch.load(path, map_location="cpu", weights_only=True))
+        stored = str(tensor.dtype).removeprefix("torch.")
     if tensor.dim() == 0:
         raise DataError("holds a scalar; samples go along the first dimension (one is [1, ...])")
-    return tensor.to(torch.float32)
+    return tensor.to(torch.float32), stored
 
 
 def _only_tensor(content: Any) -> torch.Tensor:

@@ -35,6 +35,17 @@ class Unreadable:
     reason: str
 
 
+def describe_fit(options: DataOptions) -> str:
+    """How images are brought to one size, in words."""
+    if options.resize is not None:
+        crop = options.image_size
+        cropped = f", centre crop {crop[0]}x{crop[1]}" if crop else ""
+        return f"shorter side resized to {options.resize}{cropped}"
+    if options.image_size is not None:
+        return f"resized to {options.image_size[0]}x{options.image_size[1]}"
+    return "at their own size"
+
+
 def parse_image_size(text: str) -> tuple[int, int]:
     """`"224"` -> (224, 224); `"32x48"` -> (32, 48), height by width."""
     try:
