@@ -142,6 +142,17 @@ def test_pickled_module_gives_layers_kinds_and_eps(model, write_pt):
     assert {f.rule for f in entry.findings} == {"BN012"}
 
 
+def test_a_pickled_module_groups_torch_classes_and_names_the_others(model, write_pt):
+    (entry,) = analyse(write_pt(copy.deepcopy(model)))
+    (note,) = entry.findings
+    torch_classes = {type(m) for m in model.modules() if type(m).__module__.startswith("torch.nn")}
+    assert f"{len(torch_classes)} torch.nn classes (BatchNorm1d, BatchNorm2d, " in note.message
+    assert "torch.nn.modules." not in note.message  # grouped, not listed one by one
+    assert "zoo.FrozenBatchNorm2d, zoo.ManyNorms and " in note.message  # named in full
+    assert "a whole pickled model" in note.message
+    assert note.message.startswith("torch.load(weights_only=True) would refuse")
+
+
 def test_torchscript_gives_layers_kinds_and_real_eps(model, tmp_path):
     path = tmp_path / "scripted.pt"
     torch.jit.script(model).save(str(path))
