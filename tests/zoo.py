@@ -64,3 +64,21 @@ def trained(model: nn.Module, steps: int = 8, seed: int = 0) -> nn.Module:
             model.frozen.running_var.copy_(torch.rand(8, generator=generator) + 0.5)
             model.frozen.weight.copy_(torch.rand(8, generator=generator) + 0.5)
     return model.eval()
+
+
+class Bundle:
+    """An object a project pickles whole (`pickle.dump`): a model beside other data."""
+
+    def __init__(self, model: nn.Module, note: str) -> None:
+        self.model = model
+        self.note = note
+
+
+class StreamCall:
+    """Pickles as `torch.storage._load_from_bytes(stream)`, whatever `stream` holds."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream = stream
+
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        return torch.storage._load_from_bytes, (self.stream,)

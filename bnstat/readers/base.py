@@ -47,6 +47,7 @@ class CheckpointFormat(str, enum.Enum):
     TORCHSCRIPT = "torchscript"
     PT2 = "pt2"
     ONNX = "onnx"
+    PICKLE = "pickle"  # a plain Python pickle (`pickle.dump`) holding torch tensors
 
 
 @dataclass(frozen=True)
