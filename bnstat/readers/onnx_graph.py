@@ -72,6 +72,15 @@ class BatchNormNode:
     inputs: dict[str, Stored]  # "weight", "bias", "running_mean", "running_var"
 
 
+def text(value: str | bytes) -> str:
+    """A string field of the parsed protobuf as text.
+
+    protobuf hands out `bytes` for a string field that is not valid UTF-8 (a corrupt or
+    hostile file); such a name is decoded with replacement characters.
+    """
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 def is_default_domain(node: NodeProto) -> bool:
     return node.domain in _DEFAULT_DOMAINS
 
@@ -131,11 +140,11 @@ def batchnorm_nodes(graph: GraphProto) -> list[BatchNormNode]:
 
 def _base_name(node: NodeProto, index: GraphIndex) -> str:
     if node.name:
-        return node.name
+        return text(node.name)
     feeder = index.producers.get(node.input[0]) if node.input else None
     if feeder is not None and feeder.name and feeder.op_type in FEEDERS:
-        return feeder.name
-    return node.output[0] if node.output and node.output[0] else BATCHNORM
+        return text(feeder.name)
+    return text(node.output[0]) if node.output and node.output[0] else BATCHNORM
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -178,9 +187,11 @@ def _layer(node: NodeProto, name: str, index: GraphIndex) -> BatchNormNode:
 
 def _computed(layer: str, leaf: str, value: str, index: GraphIndex) -> str:
     producer = index.producers.get(value)
-    origin = f"a {producer.op_type} node" if producer is not None else "a graph input"
+    origin = "a graph input"
+    if producer is not None:
+        origin = f"a {printable(text(producer.op_type), 80)} node"
     return (
-        f"BatchNormalization {layer}: its {leaf} ({printable(value, 80)}) comes from "
+        f"BatchNormalization {layer}: its {leaf} ({printable(text(value), 80)}) comes from "
         f"{origin}, not from a stored tensor; bnstat reads only stored statistics "
         "(re-export the model with constant folding)"
     )

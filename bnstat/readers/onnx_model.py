@@ -24,7 +24,7 @@ import numpy as np
 from bnstat.dtypes import DTYPES, DType, encode
 from bnstat.errors import BnstatError, CheckpointError, MissingDependencyError
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
-from bnstat.readers.onnx_graph import BATCHNORM, BatchNormNode, Stored, batchnorm_nodes
+from bnstat.readers.onnx_graph import BATCHNORM, BatchNormNode, Stored, batchnorm_nodes, text
 from bnstat.tensor_ref import (
     ByteSource,
     FileRegion,
@@ -131,7 +131,8 @@ def external_data_files(path: Path) -> set[Path]:
     found = set()
     for tensor in model.graph.initializer:
         location = next(
-            (entry.value for entry in tensor.external_data if entry.key == "location"), None
+            (text(entry.value) for entry in tensor.external_data if entry.key == "location"),
+            None,
         )
         if location:
             found.add((path.parent / location).resolve())
@@ -168,7 +169,7 @@ def _layer_tensors(layers: list[BatchNormNode], tensors: StoredTensors) -> dict[
 def _all_tensors(model: ModelProto, tensors: StoredTensors) -> dict[str, TensorRef]:
     """Every initializer, keyed `initializer[NAME]`: never `<prefix>.running_mean`."""
     return {
-        f"initializer[{printable(t.name)}]": tensors.tensor_ref(t, printable(t.name))
+        f"initializer[{printable(text(t.name))}]": tensors.tensor_ref(t, printable(text(t.name)))
         for t in model.graph.initializer
         if t.data_type in ONNX_DTYPES
     }
@@ -238,7 +239,7 @@ class StoredTensors:
         return TensorRef(dtype, shape, source)
 
     def _external(self, tensor: TensorProto, nbytes: int, what: str) -> FileRegion:
-        info = {entry.key: entry.value for entry in tensor.external_data}
+        info = {text(entry.key): text(entry.value) for entry in tensor.external_data}
         location = info.get("location", "")
         path = external_path(self.folder, location, what)
         try:
