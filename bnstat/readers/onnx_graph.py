@@ -20,12 +20,14 @@ This module needs no `onnx` import at run time: it only reads the parsed protobu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import struct
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import printable
+from bnstat.readers.followers import Follower, Use, follower_of
 
 if TYPE_CHECKING:
     from onnx import AttributeProto, GraphProto, NodeProto, TensorProto
@@ -183,6 +185,44 @@ def _layer(node: NodeProto, name: str, index: GraphIndex) -> BatchNormNode:
         inputs[leaf] = stored
     eps = next((a.f for a in node.attribute if a.name == "epsilon"), DEFAULT_EPS)
     return BatchNormNode(name, node, float(eps), inputs)
+
+
+def layer_followers(graph: GraphProto, layers: Iterable[BatchNormNode]) -> dict[str, Follower]:
+    """What reads each layer's output (a Relu, an Add, ...), for the layers where it is clear."""
+    readers: dict[Hashable, list[NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {value.name for value in graph.output}
+    index = GraphIndex(graph)
+
+    def uses(value: Hashable) -> list[Use]:
+        found: list[Use] = [("output", None)] if value in outputs else []
+        for node in readers.get(value, []):
+            op = "clipat0" if _clips_at_zero(node, index) else text(node.op_type)
+            found.append((op, node.output[0] if node.output else None))
+        return found
+
+    found = {}
+    for layer in layers:
+        follower = follower_of(layer.node.output[:1], uses)
+        if follower is not None:
+            found[layer.name] = follower
+    return found
+
+
+def _clips_at_zero(node: NodeProto, index: GraphIndex) -> bool:
+    """A Clip whose lower bound is a stored zero (opset 11 on) or the attribute 0 (before)."""
+    if node.op_type != "Clip":
+        return False
+    if any(attribute.name == "min" and attribute.f == 0.0 for attribute in node.attribute):
+        return True
+    stored = index.stored(node.input[1], fills=False) if len(node.input) > 1 else None
+    tensor = stored.tensor if stored is not None else None
+    if tensor is None:
+        return False
+    values = tensor.raw_data or b"".join(struct.pack("<f", v) for v in tensor.float_data)
+    return bool(values) and not any(values)
 
 
 def _computed(layer: str, leaf: str, value: str, index: GraphIndex) -> str:

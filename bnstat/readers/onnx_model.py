@@ -24,7 +24,14 @@ import numpy as np
 from bnstat.dtypes import DTYPES, DType, encode
 from bnstat.errors import BnstatError, CheckpointError, MissingDependencyError
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
-from bnstat.readers.onnx_graph import BATCHNORM, BatchNormNode, Stored, batchnorm_nodes, text
+from bnstat.readers.onnx_graph import (
+    BATCHNORM,
+    BatchNormNode,
+    Stored,
+    batchnorm_nodes,
+    layer_followers,
+    text,
+)
 from bnstat.tensor_ref import (
     ByteSource,
     FileRegion,
@@ -152,8 +159,10 @@ def read_onnx(path: Path) -> RawCheckpoint:
     except BaseException:
         checkpoint.close()
         raise
+    followers = layer_followers(model.graph, layers)
     checkpoint.layer_modules = {
-        layer.name: ModuleConstants(BATCHNORM, eps=layer.eps) for layer in layers
+        layer.name: ModuleConstants(BATCHNORM, layer.eps, follower=followers.get(layer.name))
+        for layer in layers
     }
     return checkpoint
 

@@ -2,7 +2,10 @@
 
 ## What it checks
 Live channels (not already dead per BN004) of affine layers with
-`bias + dormant-sigmas * |weight| <= 0` (default 3 sigmas).
+`bias + dormant-sigmas * |weight| <= 0` (default 3 sigmas). Where the file holds the
+graph (TorchScript, `.pt2`, ONNX), the message says what follows the layer (a ReLU, a
+smooth gate such as SiLU, a residual add), and layers that feed none of these are not
+reported: a shifted output is harmless there.
 
 ## Why it matters
 With accurate statistics the normalised input of a channel has mean 0 and variance 1,
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bnstat.readers.followers import Follower, FollowerKind
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.rules.bn004_dead_channel import dead_channel_mask
@@ -40,16 +44,37 @@ def check(data: RuleInput) -> Iterator[Hit]:
     live = layers.affine[layers.ids] & ~dead_channel_mask(layers, data.thresholds)
     dormant = live & (layers.bias + sigmas * np.abs(layers.weight) <= 0)
     for layer, channels in layers.flagged(dormant):
+        consequence = _consequence(layers.followers[layer])
+        if consequence is None:
+            continue
         weight = np.abs(layers.of_layer(layers.weight, layer)[channels])
         bias = layers.of_layer(layers.bias, layer)[channels]
         depth = float(np.min(-bias / weight))
         yield Hit(
             layer,
             f"{len(channels)} {channel_word(len(channels))} {channel_list(channels)} are "
-            f"shifted at least {num(depth)} standard deviations below zero: behind a ReLU "
-            "they pass fewer than ~0.1% of inputs",
+            f"shifted at least {num(depth)} standard deviations below zero: {consequence}",
             tuple(int(c) for c in channels),
         )
+
+
+def _consequence(follower: Follower | None) -> str | None:
+    """What the shift does, given what follows the layer; None where it is harmless."""
+    if follower is None:
+        return "behind a ReLU they pass fewer than ~0.1% of inputs"
+    if follower.kind is FollowerKind.RELU:
+        return f"a {follower.op} follows, which passes fewer than ~0.1% of their inputs"
+    if follower.kind is FollowerKind.GATE:
+        return (
+            f"a {follower.op} follows, which maps all but ~0.1% of their inputs to values "
+            "between -0.38 and 0"
+        )
+    if follower.kind is FollowerKind.ADD:
+        return (
+            "a residual add follows: they pull the sum below zero, and whether it stays "
+            "there depends on the other branch"
+        )
+    return None  # no gate follows: a shifted output is just an output
 
 
 RULE = define_rule(__doc__, "BN010", "dormant-channel", Severity.INFO, check, PARAMS)
