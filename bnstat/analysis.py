@@ -103,7 +103,8 @@ def _analyze_model(
     raw: RawCheckpoint, state: StateDict, refs: list[LayerRefs], settings: Settings, first: bool
 ) -> CheckpointReport:
     batch = read_layers(refs, settings.eps)
-    rule_input = RuleInput(batch, settings.thresholds, raw.refused_globals if first else ())
+    refused = raw.refused_globals if first else ()
+    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format)
     return CheckpointReport(
         path=str(raw.path),
         format=raw.format.value,

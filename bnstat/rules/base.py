@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnstat.layer_batch import LayerBatch
+from bnstat.readers.base import CheckpointFormat
 from bnstat.report import Severity
 
 SECTIONS = ("What it checks", "Why it matters", "Example", "Fix")
@@ -36,6 +37,7 @@ class RuleInput:
     layers: LayerBatch
     thresholds: Mapping[str, float]
     refused_globals: tuple[str, ...] = ()
+    format: CheckpointFormat | None = None
 
 
 @dataclass(frozen=True)
