@@ -62,6 +62,13 @@ WriteBaselineOpt = Annotated[
 JobsOpt = Annotated[
     int | None, typer.Option(help="Processes for many checkpoints [default: one per CPU].")
 ]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Pass when no checkpoint is found or --layers selects no layer (default: exit 2).",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -101,10 +108,13 @@ class Run:
     baseline: Path | None
     write_baseline: Path | None
     debug: bool
+    allow_empty: bool = False
 
 
 def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
-    from bnstat.analysis import analyze
+    from dataclasses import replace
+
+    from bnstat.analysis import analyze, require_selected_layers
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.formats import render
     from bnstat.inputs import expand_inputs
@@ -113,7 +123,11 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags) -> None:
     with errors_to_exit_code(run.debug):
         settings = flags.settings()
         known = load_baseline(run.baseline) if run.baseline is not None else None
-        report = analyze(expand_inputs(checkpoints), settings, debug=run.debug, jobs=run.jobs)
+        inputs = expand_inputs(checkpoints, run.allow_empty)
+        report = analyze(inputs.paths, settings, debug=run.debug, jobs=run.jobs)
+        report = replace(report, skipped=inputs.skipped)
+        if not run.allow_empty:
+            require_selected_layers(report, settings)
         if run.write_baseline is not None:
             _write(
                 run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
@@ -161,11 +175,12 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
         fail_on: FailOnOpt = None, select: Codes = None, ignore: Codes = None,
         layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
         config: ConfigOpt = None, baseline: BaselineOpt = None,
-        write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, debug: DebugOpt = False,
+        write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None,
+        allow_empty: AllowEmptyOpt = False, debug: DebugOpt = False,
     ) -> None:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()), fail_on, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
-        run = Run(view, format, output, jobs, baseline, write_baseline, debug)
+        run = Run(view, format, output, jobs, baseline, write_baseline, debug, allow_empty)
         _report(run, checkpoints, flags)
 
     command.__doc__ = summary

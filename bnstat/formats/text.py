@@ -54,7 +54,11 @@ def summary_line(report: Report) -> str:
         f"{summary.checkpoints} checkpoint{'' if summary.checkpoints == 1 else 's'}, "
         f"{summary.layers} layers: {severity_counts(report.findings)}"
     )
-    return text + (f", {summary.unreadable} unreadable" if summary.unreadable else "")
+    text += f", {summary.unreadable} unreadable" if summary.unreadable else ""
+    skipped = summary.skipped
+    return text + (
+        f"; {skipped} other file{'' if skipped == 1 else 's'} skipped" if skipped else ""
+    )
 
 
 def min_abs_weight(layer: LayerReport) -> float | None:
