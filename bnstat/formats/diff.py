@@ -42,6 +42,7 @@ def render_diff_table(report: DiffReport, color: bool = False, width: int = 120)
     console.print(
         Text(f"A: {checkpoint_title(report.a)}\nB: {checkpoint_title(report.b)}", style="bold")
     )
+    console.print(Text(report.matching.description, style="dim"))
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("layer", overflow="fold")
     for title in ("C", "mean shift (std)", "var B/A", "|gamma| change", "channels moved", ""):
@@ -62,6 +63,7 @@ def render_diff_json(report: DiffReport) -> str:
         layers.append(
             {
                 "name": layer.name,
+                "name_b": layer.name_b,
                 "channels": list(layer.channels),
                 "mean_shift": finite_or_none(moved.mean_shift) if moved else None,
                 "var_ratio": [
@@ -79,6 +81,7 @@ def render_diff_json(report: DiffReport) -> str:
         "schema_version": 1,
         "a": {"path": report.a.path, "source": report.a.source},
         "b": {"path": report.b.path, "source": report.b.source},
+        "matching": report.matching.value,
         "layers": layers,
         "changed": len(report.changed),
     }
