@@ -5,7 +5,8 @@ checkpoint when its content sniffs as one; it is also taken (and reported as unr
 if it cannot be read) when it looks like one: a checkpoint extension, or content that
 starts like a pickle, a zip archive or a safetensors file. Everything else (text,
 images, JSON side files) is skipped and counted. Shards named by a
-`*.safetensors.index.json` are analysed through their index, not one by one.
+`*.safetensors.index.json` are analysed through their index, not one by one, and the
+external-data files of an ONNX model with it (also when one is named on its own).
 
 An argument that yields no checkpoint at all (an empty folder, a folder of other files,
 a pattern matching nothing) is an error: a CI job pointed at the wrong place must not
@@ -58,6 +59,8 @@ def _expand(argument: str) -> tuple[list[Path], int]:
     path = Path(argument)
     if path.is_dir():
         return _scan_directory(path)
+    if path.is_file():
+        return [_model_of_side_file(path) or path], 0
     if path.exists() or not glob.has_magic(argument):
         return [path], 0  # a missing file is reported by the reader, with the others
     found: list[Path] = []
@@ -94,6 +97,18 @@ def _scan_directory(folder: Path) -> tuple[list[Path], int]:
     kept = set(candidates) | {p for p in found if p in parts or p.resolve() in parts}
     skipped = [p for p in found if p not in kept]
     return taken, len(skipped)
+
+
+def _model_of_side_file(path: Path) -> Path | None:
+    """The ONNX model beside `path` that keeps its tensors in it, if `path` is no checkpoint
+    itself: a side file named on its own (pre-commit names the files that changed) stands
+    for its model."""
+    if _container(path) is not None:
+        return None
+    for model in sorted(path.parent.glob("*.onnx")):
+        if _container(model) is Container.ONNX and path.resolve() in _onnx_side_files([model]):
+            return model
+    return None
 
 
 def _looks_like_checkpoint(path: Path) -> bool:

@@ -115,3 +115,18 @@ def test_a_folder_scan_lists_what_looks_like_a_checkpoint_and_counts_the_rest(cl
     assert report["summary"]["skipped"] == 3
     table = cli("check", tmp_path).stdout
     assert "3 unreadable; 3 other files skipped" in table
+
+
+def test_an_onnx_side_file_named_on_its_own_stands_for_its_model(cli, tmp_path):
+    """pre-commit names the files that changed: the side file alone, or with its model."""
+    onnx = pytest.importorskip("onnx")
+    model = tmp_path / "model.onnx"
+    onnx.save(
+        onnx.load(str(SAMPLES / "digits.onnx")), str(model),
+        save_as_external_data=True, location="weights.bin", size_threshold=0,
+    )  # fmt: skip
+    for args in ([tmp_path / "weights.bin"], [model, tmp_path / "weights.bin"]):
+        result = cli("check", *args, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        paths = [entry["path"] for entry in json.loads(result.stdout)["checkpoints"]]
+        assert paths == [str(model)]
