@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from zoo import REPO, SAMPLES
+from zoo import REPO, SAMPLES, onnx_with_nan
 
 
 def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
@@ -40,20 +40,6 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     assert broken.returncode == 1 and "BN001" in broken.stdout
 
 
-def _onnx_with_nan(source: Path, target: Path) -> None:
-    """The export with a NaN in its first layer's running variance (BN001)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    first = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
-    (stored,) = [t for t in model.graph.initializer if t.name == first.input[4]]
-    values = numpy_helper.to_array(stored).copy()
-    values[0] = float("nan")
-    stored.CopyFrom(numpy_helper.from_array(values, stored.name))
-    onnx.save(model, str(target))
-
-
 def test_pre_commit_checks_exported_models(tmp_path):
     """A real `pre-commit` run of the hook, installed the way pre-commit installs it, over
     a repository of exported models: ONNX (one keeping its tensors in a `.bin` side file)
@@ -67,7 +53,7 @@ def test_pre_commit_checks_exported_models(tmp_path):
         onnx.load(str(SAMPLES / "digits.onnx")), str(project / "external.onnx"),
         save_as_external_data=True, location="external.weights.bin", size_threshold=0,
     )  # fmt: skip
-    _onnx_with_nan(SAMPLES / "digits.onnx", project / "broken.onnx")
+    onnx_with_nan(SAMPLES / "digits.onnx", project / "broken.onnx")
     (project / "notes.txt").write_text("not a model\n")
     identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
     env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t"}

@@ -82,3 +82,17 @@ class StreamCall:
 
     def __reduce__(self) -> tuple[object, tuple[bytes]]:
         return torch.storage._load_from_bytes, (self.stream,)
+
+
+def onnx_with_nan(source: Path, target: Path) -> None:
+    """An ONNX export with a NaN in its first layer's running variance (BN001)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    first = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    (stored,) = [t for t in model.graph.initializer if t.name == first.input[4]]
+    values = numpy_helper.to_array(stored).copy()
+    values[0] = float("nan")
+    stored.CopyFrom(numpy_helper.from_array(values, stored.name))
+    onnx.save(model, str(target))
