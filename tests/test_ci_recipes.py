@@ -108,3 +108,13 @@ def test_the_action_installs_its_default_extras(tmp_path):
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
         "models/broken.onnx"
     )
+
+
+def test_the_recalibrate_install_gets_the_cpu_build_of_torch_first():
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Recalibrate", 1)[1].split("```bash\n", 1)[1].split("```")[0]
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    assert lines[:2] == [
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu",
+        'pip install ".[torch]"',
+    ]
