@@ -28,6 +28,7 @@ from bnstat.readers.torchscript_flow import CallUse, Method, evaluate
 MAX_GRAPH_CODE = 4 * 2**20  # characters of code parsed for the graph, in all
 MAX_STACKS = 64  # call chains followed to one layer (a module called from many places)
 MAX_MODULES = 2**16  # submodules looked at below the root
+MAX_GRAPH_STEPS = 2**20  # steps of all graph walks in one archive (a few per op per layer)
 
 # torch.nn's own modules are named by their class (Conv2d, Linear); only its containers
 # (Sequential, ModuleList) are looked into, like the model's own classes
@@ -105,11 +106,26 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
+class _OutOfSteps(Exception):
+    """The graph walks of one archive took more steps than MAX_GRAPH_STEPS."""
+
+
 class _Graph:
-    """The `uses` of `follower_of` over (call stack, value) keys."""
+    """The `uses` of `follower_of` over (call stack, value) keys.
+
+    Every step of every walk is counted against one budget for the archive, so hostile
+    code (a module called from thousands of places, thousands of layers) cannot make the
+    walks slow: past the budget the remaining layers' followers stay unknown.
+    """
 
     def __init__(self, classes: Mapping[str, _Class]) -> None:
         self.classes = classes
+        self._steps = 0
+
+    def _step(self, count: int = 1) -> None:
+        self._steps += count
+        if self._steps > MAX_GRAPH_STEPS:
+            raise _OutOfSteps
 
     def member_class(self, owner: str, dotted: str) -> str | None:
         current: str | None = owner
@@ -122,6 +138,7 @@ class _Graph:
         stack, value = cast(tuple[Stack, int], key)
         owner, name, _ = stack[-1]
         method = self.classes[owner].methods[name]
+        self._step(1 + len(method.uses.get(value, ())))
         found: list[Use] = []
         for use in method.uses.get(value, []):
             if isinstance(use, CallUse):
@@ -156,11 +173,13 @@ class _Graph:
             stack, depth = pending.pop()
             owner, name, _ = stack[-1]
             method = self.classes[owner].methods.get(name) if owner in self.classes else None
+            self._step(1 + len(method.calls) if method else 1)
             for member, calls in (method.calls if method else {}).items():
                 parts = member.split(".")
                 if list(path[depth : depth + len(parts)]) != parts:
                     continue
                 child = self.member_class(owner, member)
+                self._step(len(calls))
                 for called, result in calls:
                     if depth + len(parts) == len(path):
                         yield stack, result
@@ -169,14 +188,16 @@ class _Graph:
 
 
 def _instances(classes: Mapping[str, _Class], root: str) -> Iterator[tuple[str, str]]:
-    """(module path, class) of every submodule below the root, from the code's annotations."""
-    pending = [("", root)]
-    seen = 0
-    while pending and seen < MAX_MODULES:
+    """(module path, class) of the submodules below the root, from the code's annotations:
+    at most MAX_MODULES of them (a class may name itself as a member)."""
+    pending, found = [("", root)], 0
+    while pending:
         path, owner = pending.pop()
-        seen += 1
         known = classes.get(owner)
         for name, child in known.members.items() if known is not None else ():
+            found += 1
+            if found > MAX_MODULES:
+                return
             pending.append((f"{path}{name}.", child))
             yield f"{path}{name}", child
 
@@ -190,11 +211,14 @@ def layer_followers(
     classes = parse_classes(code)
     graph = _Graph(classes)
     found: dict[str, ModuleConstants] = {}
-    for path, owner in _instances(classes, root):
-        if owner not in layer_classes:
-            continue
-        starts = list(islice(graph.call_sites(root, path.split(".")), MAX_STACKS))
-        follower = follower_of(starts, graph.uses) if starts else None
-        if follower is not None:
-            found[path] = ModuleConstants(None, follower=follower)
+    try:
+        for path, owner in _instances(classes, root):
+            if owner not in layer_classes:
+                continue
+            starts = list(islice(graph.call_sites(root, path.split(".")), MAX_STACKS))
+            follower = follower_of(starts, graph.uses) if starts else None
+            if follower is not None:
+                found[path] = ModuleConstants(None, follower=follower)
+    except _OutOfSteps:
+        pass  # the layers not reached keep an unknown follower
     return found
