@@ -74,8 +74,8 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
         return False
     position, fields = 2, 0
     while position < len(head):
-        tag, position = _varint(head, position)
-        value, position = _varint(head, position)
+        tag, position = varint(head, position)
+        value, position = varint(head, position)
         if tag is None or value is None:
             break  # the field runs past the head: what was seen so far decides
         number, wire = tag >> 3, tag & 7
@@ -89,7 +89,8 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
     return fields > 0
 
 
-def _varint(data: bytes, position: int) -> tuple[int | None, int]:
+def varint(data: bytes, position: int) -> tuple[int | None, int]:
+    """The protobuf varint at `position` and where it ends; None when `data` ends first."""
     value = shift = 0
     while position < len(data) and shift < 64:
         byte = data[position]

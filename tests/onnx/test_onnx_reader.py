@@ -171,13 +171,18 @@ def test_a_folded_model_has_no_layers_and_an_info(cli):
     assert cli("check", SAMPLES / "digits_folded.onnx", "--fail-on", "warning").exit_code == 0
 
 
-def test_computed_statistics_are_a_clear_error(tmp_path, cli):
+def with_computed_mean(name: str) -> onnx.ModelProto:
+    """The two-layer model with bn2's mean computed by an Add node into the value `name`."""
     model = two_layer_model()
     for node in model.graph.node:
         if node.name == "bn2":
-            node.input[3] = "computed_mean"
-    model.graph.node.insert(0, helper.make_node("Add", ["bn2.mean", "bn2.mean"], ["computed_mean"]))
-    result = cli("check", save(model, tmp_path / "m.onnx"))
+            node.input[3] = name
+    model.graph.node.insert(0, helper.make_node("Add", ["bn2.mean", "bn2.mean"], [name]))
+    return model
+
+
+def test_computed_statistics_are_a_clear_error(tmp_path, cli):
+    result = cli("check", save(with_computed_mean("computed_mean"), tmp_path / "m.onnx"))
     assert result.exit_code == 2
     assert "bn2: its running_mean (computed_mean) comes from a Add node" in result.stderr
 
@@ -264,12 +269,7 @@ def test_a_node_name_that_is_not_utf8_is_read_as_text(tmp_path, cli):
 
 
 def test_a_computed_input_whose_name_is_not_utf8_is_a_clean_error(tmp_path, cli):
-    model = two_layer_model()
-    for node in model.graph.node:
-        if node.name == "bn2":
-            node.input[3] = "INPUTNAME"
-    model.graph.node.insert(0, helper.make_node("Add", ["bn2.mean", "bn2.mean"], ["INPUTNAME"]))
-    path = with_bytes_in(save(model, tmp_path / "m.onnx"), "INPUTNAME")
+    path = with_bytes_in(save(with_computed_mean("INPUTNAME"), tmp_path / "m.onnx"), "INPUTNAME")
     result = cli("check", path)
     assert result.exit_code == 2
     assert "bn2: its running_mean (\ufffd\ufffdXXXXXXX) comes from a Add node" in result.stderr
