@@ -68,6 +68,7 @@ def test_a_pickled_bare_state_dict_is_read(trained_model, tmp_path):
         np.testing.assert_array_equal(values, expected[key].numpy(), err_msg=key)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_the_report_names_what_weights_only_refuses(cli, trained_model, tmp_path):
     path = dump(Bundle(trained_model, "v1"), tmp_path / "bundle.pkl")
     (entry,) = analyze_file(path, Settings())
