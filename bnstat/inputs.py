@@ -27,6 +27,7 @@ from bnstat.readers.safetensors_file import looks_like_safetensors, shard_names
 from bnstat.readers.sniff import HEAD_BYTES, Container, sniff
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
+CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes
 CHECKPOINT_STARTS = (b"\x80", b"PK")  # a pickle, a zip archive
 
 

@@ -97,6 +97,7 @@ def test_a_folder_scan_lists_what_looks_like_a_checkpoint_and_counts_the_rest(cl
     (tmp_path / "future.pkl").write_bytes(b"\x80\x07K\x01.")  # a pickle protocol bnstat lacks
     (tmp_path / "archive.dat").write_bytes(b"PK\x03\x04" + bytes(40))  # a broken zip
     (tmp_path / "blob").write_bytes(struct.pack("<Q", 5) + b"{nope")  # safetensors-shaped
+    (tmp_path / "old.pkl").write_bytes(b"(dp0\n.")  # protocol 0: known by its extension
     (tmp_path / "README.md").write_text("models")
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))
@@ -109,12 +110,14 @@ def test_a_folder_scan_lists_what_looks_like_a_checkpoint_and_counts_the_rest(cl
         "blob": errors["blob"],
         "future.pkl": "a pickle of an unknown protocol: not a checkpoint",
         "healthy.pt": None,
+        "old.pkl": errors["old.pkl"],
         "weights": None,
     }
+    assert "not a checkpoint format bnstat reads" in errors["old.pkl"]
     assert "safetensors" in errors["blob"]
     assert report["summary"]["skipped"] == 3
     table = cli("check", tmp_path).stdout
-    assert "3 unreadable; 3 other files skipped" in table
+    assert "4 unreadable; 3 other files skipped" in table
 
 
 def test_an_onnx_side_file_named_on_its_own_stands_for_its_model(cli, tmp_path):
