@@ -19,7 +19,7 @@ import numpy as np
 
 from bnstat import __version__
 from bnstat.discovery import LayerRefs, models_in
-from bnstat.errors import BnstatError, CheckpointError
+from bnstat.errors import BnstatError, CheckpointError, UsageError
 from bnstat.layer_batch import LayerBatch, read_layers
 from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint, open_checkpoint
@@ -71,6 +71,21 @@ def analyze(
     return Report(
         tuple(entry for result in results for entry in result), settings.fail_on, __version__
     )
+
+
+def require_selected_layers(report: Report, settings: Settings) -> None:
+    """A `UsageError` when a `--layers` glob selects no layer of the checkpoints read.
+
+    A typo in the pattern would otherwise check nothing and pass.
+    """
+    read = [entry for entry in report.checkpoints if entry.error is None]
+    names = [layer.name for entry in read for layer in entry.layers]
+    missing = settings.globs_matching_none(names) if read else []
+    if missing:
+        raise UsageError(
+            f"--layers {', '.join(map(repr, missing))} matches no layer of the {len(read)} "
+            "checkpoint(s) read; pass --allow-empty if that is expected"
+        )
 
 
 def worker_count(jobs: int | None, files: int) -> int:
@@ -157,7 +172,7 @@ def _analyze_model(
         layers = with_layer_data(layers, batch, facts, diagnosis.samples)
         run = data_run(str(request.folder), diagnosis)
     refused = raw.refused_globals if first else ()
-    rule_input = RuleInput(batch, settings.thresholds, refused, facts)
+    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts)
     return CheckpointReport(
         path=str(raw.path),
         format=raw.format.value,

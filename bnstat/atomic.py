@@ -9,10 +9,11 @@ stray temporary file, never a partial target.
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,19 +26,16 @@ from bnstat.termination import sigterm_raises
 def atomic_output(target: Path, like: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; it becomes `target` when the block succeeds.
 
-    The result gets the target's permissions if it exists, else those of `like`.
+    The result gets the target's permissions if it exists, else those of `like`, else
+    0666 less the umask (0644 under the usual umask 022).
     """
     folder = target.parent
     with sigterm_raises():  # before the temporary file exists, so none is ever orphaned
         try:
-            handle, name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".bnstat-tmp", dir=folder
-            )
+            temporary = _new_file(folder, target.name)
         except OSError as err:
             raise OutputError(f"cannot write in {folder}: {err.strerror or err}") from err
-        temporary = Path(name)
         try:
-            os.close(handle)
             yield temporary
             _finish(temporary, target, like)
         except OSError as err:
@@ -46,6 +44,19 @@ def atomic_output(target: Path, like: Path | None = None) -> Iterator[Path]:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+
+
+def _new_file(folder: Path, name: str) -> Path:
+    """A new empty file beside the target, created with mode 0666 less the umask, as any
+    file a user writes (tempfile.mkstemp would make it 0600 whatever the umask)."""
+    for _ in range(100):
+        path = folder / f".{name}.{secrets.token_hex(6)}.bnstat-tmp"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
 
 
 def _finish(temporary: Path, target: Path, like: Path | None) -> None:

@@ -1,14 +1,22 @@
 """`bnstat diff A B`: how the BatchNorm statistics of one checkpoint drifted from another's.
 
 Typical pairs are a model before and after fine-tuning, weight averaging, pruning or
-export, or an EMA against its raw model. Layers are matched by name; for each, the drift
-of the running statistics (`bnstat.drift`) and the largest change of |gamma| relative to
-the layer's largest |gamma|. Layers found in only one file, or with another channel count,
-are listed as such.
+export, or an EMA against its raw model (each side may choose its model of a file with
+several). For each layer found in both, the drift of the running statistics
+(`bnstat.drift`) and the largest change of |gamma| relative to the layer's largest
+|gamma|. Layers found in only one file, or with another channel count, are listed.
+
+Layers are matched by name when the names agree. A torch checkpoint and its ONNX export
+do not: the exporter names a BatchNormalization node after its module path
+(`/layer1/bn1/BatchNormalization` for `layer1.bn1`), so ONNX names are also tried as
+module paths; failing both, two files with the same layers in the same order (same
+channel counts) are matched by order. The report says which matching was used.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +25,34 @@ import numpy as np
 from bnstat.analysis import analyze_file
 from bnstat.drift import Drift, drift
 from bnstat.errors import UsageError
+from bnstat.readers.base import CheckpointFormat
 from bnstat.report import CheckpointReport, LayerReport
 from bnstat.settings import Settings
 
 
+class Matching(str, enum.Enum):
+    """How the layers of A and B were paired; the values are the JSON report's."""
+
+    NAME = "name"
+    MODULE_PATH = "module-path"  # ONNX node names read as the module paths they carry
+    ORDER = "order"  # same channel counts in the same order
+
+    @property
+    def description(self) -> str:
+        return {
+            Matching.NAME: "layers matched by name",
+            Matching.MODULE_PATH: "layers matched by the module paths in ONNX node names",
+            Matching.ORDER: "layers matched by order and channel count (their names differ)",
+        }[self]
+
+
 @dataclass(frozen=True)
 class LayerDiff:
-    name: str
+    name: str  # A's name (B's for a layer only in B)
     channels: tuple[int | None, int | None]  # in A and in B (None: not there)
     drift: Drift | None  # None unless the layer is in both with the same channels
     weight_change: float | None  # largest |gamma_B - gamma_A| / largest |gamma_A|
+    name_b: str | None = None  # B's name for the layer, where it differs from A's
 
     @property
     def changed(self) -> bool:
@@ -38,6 +64,7 @@ class DiffReport:
     a: CheckpointReport
     b: CheckpointReport
     layers: tuple[LayerDiff, ...]
+    matching: Matching = Matching.NAME
 
     @property
     def changed(self) -> tuple[LayerDiff, ...]:
@@ -51,7 +78,7 @@ def _model(path: Path, settings: Settings, source: str | None) -> CheckpointRepo
     chosen = [entry for entry in entries if (entry.source or "") == source]
     if not chosen:
         names = ", ".join(repr(entry.source or "") for entry in entries)
-        raise UsageError(f"--source {source!r}: {path} holds {names}")
+        raise UsageError(f"{path} holds no model {source!r} (it holds {names})")
     return chosen[0]
 
 
@@ -63,23 +90,72 @@ def _weight_change(old: LayerReport, new: LayerReport) -> float | None:
     return float(np.max(np.abs(b - a), initial=0.0)) / largest if largest > 0 else None
 
 
-def _layer(name: str, old: LayerReport | None, new: LayerReport | None) -> LayerDiff:
+def _layer(old: LayerReport | None, new: LayerReport | None) -> LayerDiff:
+    name = old.name if old is not None else new.name if new is not None else ""
+    name_b = new.name if old is not None and new is not None and new.name != old.name else None
     channels = (old.channels if old else None, new.channels if new else None)
     if old is None or new is None or old.channels != new.channels:
-        return LayerDiff(name, channels, None, None)
+        return LayerDiff(name, channels, None, None, name_b)
     moved = drift(
         old.values.running_mean, old.values.running_var,
         new.values.running_mean, new.values.running_var, new.eps,
     )  # fmt: skip
-    return LayerDiff(name, channels, moved, _weight_change(old, new))
+    return LayerDiff(name, channels, moved, _weight_change(old, new), name_b)
 
 
-def diff_checkpoints(a: Path, b: Path, settings: Settings, source: str | None = None) -> DiffReport:
-    """Per-layer drift from checkpoint `a` to checkpoint `b` (both read as `inspect` reads)."""
-    old, new = _model(a, settings, source), _model(b, settings, source)
-    old_layers = {layer.name: layer for layer in old.layers}
-    new_layers = {layer.name: layer for layer in new.layers}
-    names = list(dict.fromkeys([*old_layers, *new_layers]))
-    return DiffReport(
-        old, new, tuple(_layer(n, old_layers.get(n), new_layers.get(n)) for n in names)
-    )
+def module_path(name: str) -> str:
+    """An ONNX node name as the module path it carries: `/a/b/BatchNormalization` -> `a.b`."""
+    parts = [part for part in name.split("/") if part]
+    if len(parts) > 1 and parts[-1].split("#")[0] == "BatchNormalization":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+Pairs = list[tuple[LayerReport | None, LayerReport | None]]
+
+
+def _by_key(
+    old: Sequence[LayerReport], new: Sequence[LayerReport], key_a: Callable[[str], str],
+    key_b: Callable[[str], str],
+) -> Pairs:  # fmt: skip
+    """Pairs of layers with equal keys, A's order first, then what is only in B."""
+    by_key = {key_b(layer.name): layer for layer in new}
+    pairs: Pairs = [(layer, by_key.pop(key_a(layer.name), None)) for layer in old]
+    return pairs + [(None, layer) for layer in by_key.values()]
+
+
+def _matched(pairs: Pairs) -> int:
+    return sum(1 for a, b in pairs if a is not None and b is not None)
+
+
+def _pairs(old: CheckpointReport, new: CheckpointReport) -> tuple[Pairs, Matching]:
+    """The pairing that matches the most layers, by name first."""
+
+    def same(name: str) -> str:
+        return name
+
+    def keys(entry: CheckpointReport) -> Callable[[str], str]:
+        return module_path if entry.format == CheckpointFormat.ONNX.value else same
+
+    candidates = [(_by_key(old.layers, new.layers, same, same), Matching.NAME)]
+    if CheckpointFormat.ONNX.value in (old.format, new.format):
+        by_path = _by_key(old.layers, new.layers, keys(old), keys(new))
+        candidates.append((by_path, Matching.MODULE_PATH))
+    if [layer.channels for layer in old.layers] == [layer.channels for layer in new.layers]:
+        in_order: Pairs = list(zip(old.layers, new.layers, strict=True))
+        candidates.append((in_order, Matching.ORDER))
+    return max(candidates, key=lambda candidate: _matched(candidate[0]))
+
+
+def diff_checkpoints(
+    a: Path,
+    b: Path,
+    settings: Settings,
+    source_a: str | None = None,
+    source_b: str | None = None,
+) -> DiffReport:
+    """Per-layer drift from checkpoint `a` to checkpoint `b` (both read as `inspect` reads),
+    `source_a` and `source_b` choosing the model of a file that holds several."""
+    old, new = _model(a, settings, source_a), _model(b, settings, source_b)
+    pairs, matching = _pairs(old, new)
+    return DiffReport(old, new, tuple(_layer(x, y) for x, y in pairs), matching)

@@ -1,9 +1,16 @@
 """Turn command-line arguments (files, directories, glob patterns) into checkpoint paths.
 
 Directories are searched recursively, in sorted order. A file found there is a
-checkpoint when its content sniffs as one, or when its extension says it should be (so a
-corrupt `model.pt` in a model zoo is reported, not silently skipped). Shards named by a
-`*.safetensors.index.json` are analysed through their index, not one by one.
+checkpoint when its content sniffs as one; it is also taken (and reported as unreadable
+if it cannot be read) when it looks like one: a checkpoint extension, or content that
+starts like a pickle, a zip archive or a safetensors file. Everything else (text,
+images, JSON side files) is skipped and counted. Shards named by a
+`*.safetensors.index.json` are analysed through their index, not one by one, and the
+external-data files of an ONNX model with it (also when one is named on its own).
+
+An argument that yields no checkpoint at all (an empty folder, a folder of other files,
+a pattern matching nothing) is an error: a CI job pointed at the wrong place must not
+pass. `allow_empty` is the explicit way to accept it.
 """
 
 from __future__ import annotations
@@ -11,44 +18,113 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bnstat.errors import BnstatError, UsageError
 from bnstat.readers.onnx_model import external_data_files
-from bnstat.readers.safetensors_file import shard_names
-from bnstat.readers.sniff import Container, sniff
+from bnstat.readers.safetensors_file import looks_like_safetensors, shard_names
+from bnstat.readers.sniff import HEAD_BYTES, Container, sniff
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
+CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes
+CHECKPOINT_STARTS = (b"\x80", b"PK")  # a pickle, a zip archive
 
 
-def expand_inputs(arguments: Sequence[str]) -> list[Path]:
-    """Checkpoint paths for the given arguments, duplicates removed, order kept."""
+@dataclass(frozen=True)
+class Inputs:
+    """The checkpoints to analyse, and how many files the folder scans skipped."""
+
+    paths: list[Path]
+    skipped: int = 0
+
+
+def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
+    """Checkpoint paths for the given arguments, duplicates removed, order kept.
+
+    Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`.
+    """
     paths: list[Path] = []
+    skipped = 0
     for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            paths += _scan_directory(path)
-        elif not path.exists() and glob.has_magic(argument):
-            matches = sorted(glob.glob(argument, recursive=True))
-            if not matches:
-                raise UsageError(f"{argument}: no file matches this pattern")
-            paths += [Path(m) for m in matches if not Path(m).is_dir()]
+        found, passed_over = _expand(argument)
+        if not found and not allow_empty:
+            raise UsageError(_nothing_found(argument, passed_over))
+        paths += found
+        skipped += passed_over
+    return Inputs(list(dict.fromkeys(paths)), skipped)
+
+
+def _expand(argument: str) -> tuple[list[Path], int]:
+    """(checkpoints, files skipped) for one argument."""
+    path = Path(argument)
+    if path.is_dir():
+        return _scan_directory(path)
+    if path.is_file():
+        return [_model_of_side_file(path) or path], 0
+    if path.exists() or not glob.has_magic(argument):
+        return [path], 0  # a missing file is reported by the reader, with the others
+    found: list[Path] = []
+    skipped = 0
+    for match in sorted(glob.glob(argument, recursive=True)):
+        if Path(match).is_dir():
+            in_folder, passed_over = _scan_directory(Path(match))
+            found, skipped = found + in_folder, skipped + passed_over
         else:
-            paths.append(path)  # a missing file is reported by the reader, with the others
-    return list(dict.fromkeys(paths))
+            found.append(Path(match))
+    return found, skipped
 
 
-def _scan_directory(folder: Path) -> list[Path]:
+def _nothing_found(argument: str, skipped: int) -> str:
+    if Path(argument).is_dir():
+        what = f"{skipped} other file{'' if skipped == 1 else 's'}" if skipped else "empty"
+        where = f"in {argument} ({what})"
+    else:
+        where = f"by {argument}: no file matches the pattern"
+    return f"no checkpoints found {where}; pass --allow-empty if that is expected"
+
+
+def _scan_directory(folder: Path) -> tuple[list[Path], int]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
     kinds = {path: _container(path) for path in found}
-    candidates = [p for p, kind in kinds.items() if kind or p.suffix.lower() in CHECKPOINT_SUFFIXES]
+    candidates = [p for p, kind in kinds.items() if kind or _looks_like_checkpoint(p)]
     parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
     if any(kinds[p] is None for p in candidates):  # raw side files never sniff as checkpoints
         parts |= _onnx_side_files(p for p, kind in kinds.items() if kind is Container.ONNX)
-    return [p for p in candidates if p not in parts and p.resolve() not in parts]
+    taken = [p for p in candidates if p not in parts and p.resolve() not in parts]
+    kept = set(candidates) | {p for p in found if p in parts or p.resolve() in parts}
+    skipped = [p for p in found if p not in kept]
+    return taken, len(skipped)
+
+
+def _model_of_side_file(path: Path) -> Path | None:
+    """The ONNX model beside `path` that keeps its tensors in it, if `path` is no checkpoint
+    itself: a side file named on its own (pre-commit names the files that changed) stands
+    for its model."""
+    if _container(path) is not None:
+        return None
+    for model in sorted(path.parent.glob("*.onnx")):
+        if _container(model) is Container.ONNX and path.resolve() in _onnx_side_files([model]):
+            return model
+    return None
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    """A file that does not sniff as a checkpoint but should be one: read it and report why
+    it cannot be read, rather than skip it."""
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return True
+    if not path.is_file():  # a pipe or a device: opening it can block
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return head.startswith(CHECKPOINT_STARTS) or looks_like_safetensors(head)
 
 
 def _container(path: Path) -> Container | None:

@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from bnstat.discovery import LayerRefs
+from bnstat.readers.followers import Follower
 from bnstat.segments import runs_by_segment, segment_ids
 from bnstat.tensor_ref import TensorRef
 
@@ -39,6 +40,7 @@ class LayerBatch:
     eps_from_file: np.ndarray
     dtypes: tuple[str, ...]
     kinds: tuple[str | None, ...]
+    followers: tuple[Follower | None, ...]  # what reads each layer's output, when known
 
     @property
     def size(self) -> int:
@@ -92,4 +94,5 @@ def read_layers(refs: Sequence[LayerRefs], default_eps: float) -> LayerBatch:
         eps_from_file=np.array([e is not None for e in file_eps], dtype=bool),
         dtypes=tuple(ref.running_mean.dtype.name for ref in refs),
         kinds=tuple(ref.module.kind if ref.module else None for ref in refs),
+        followers=tuple(ref.module.follower if ref.module else None for ref in refs),
     )

@@ -56,7 +56,8 @@ def _attach_layer_modules(state: StateDict, layer_modules: Mapping[str, ModuleCo
     """Give a state dict the constants the file records for its layers, by key prefix."""
     for prefix, constants in layer_modules.items():
         if (f"{prefix}.running_mean" if prefix else "running_mean") in state.tensors:
-            state.modules.setdefault(prefix, constants)
+            known = state.modules.get(prefix)
+            state.modules[prefix] = constants if known is None else known.merged(constants)
 
 
 def strip_wrapper_prefixes(state: StateDict) -> None:

@@ -143,6 +143,7 @@ class Summary:
     warning: int
     info: int
     unreadable: int
+    skipped: int = 0  # files in the folders searched that are not checkpoints
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Report:
     checkpoints: tuple[CheckpointReport, ...]
     fail_on: FailOn = FailOn.ERROR
     tool_version: str = field(default="")
+    skipped: int = 0  # files in the folders searched that are not checkpoints
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -169,6 +171,7 @@ class Report:
             warning=counts[Severity.WARNING],
             info=counts[Severity.INFO],
             unreadable=sum(1 for c in self.checkpoints if c.error is not None),
+            skipped=self.skipped,
         )
 
 

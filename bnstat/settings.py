@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,11 @@ class Settings:
             or not self.layers
             or any(fnmatch.fnmatchcase(layer, g) for g in self.layers)
         )
+
+    def globs_matching_none(self, layers: Iterable[str]) -> list[str]:
+        """The `--layers` globs that select none of these layer names."""
+        names = list(layers)
+        return [g for g in self.layers if not any(fnmatch.fnmatchcase(n, g) for n in names)]
 
     def ignored_at(self, code: str, layer: str | None) -> bool:
         return layer is not None and any(

@@ -38,6 +38,21 @@ class ByteSource(Protocol):
     def read(self, start: int, length: int) -> bytes: ...
 
 
+class RandomAccess(Protocol):
+    """Bytes that can be read at any offset: an open file, or a stream held in memory."""
+
+    size: int
+
+    def pread(self, offset: int, length: int) -> bytes: ...
+
+
+def _past_end(name: str, offset: int, length: int, size: int) -> CheckpointError:
+    return CheckpointError(
+        f"{name}: data at bytes {offset}..{offset + length} lies past the end "
+        f"of the file ({size} bytes); the file is truncated or corrupt"
+    )
+
+
 class OpenFile:
     """One read-only descriptor shared by every region of a checkpoint file."""
 
@@ -48,10 +63,7 @@ class OpenFile:
 
     def pread(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
-            raise CheckpointError(
-                f"{self.path.name}: data at bytes {offset}..{offset + length} lies past the end "
-                f"of the file ({self.size} bytes); the file is truncated or corrupt"
-            )
+            raise _past_end(self.path.name, offset, length, self.size)
         data = os.pread(self._fd, length, offset)
         if len(data) != length:
             raise CheckpointError(f"{self.path.name}: short read at byte {offset}")
@@ -63,17 +75,29 @@ class OpenFile:
             self._fd = -1
 
 
+class BytesFile:
+    """A file's worth of bytes held in memory (a torch stream nested in a pickle)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data, self.name, self.size = data, name, len(data)
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise _past_end(self.name, offset, length, self.size)
+        return self.data[offset : offset + length]
+
+
 @dataclass(frozen=True, slots=True)
 class FileRegion:
-    """Raw bytes at a fixed place in an open file."""
+    """Raw bytes at a fixed place in an open file (or in bytes read as one)."""
 
-    file: OpenFile
+    file: RandomAccess
     offset: int
     size: int
 
     @property
     def file_offset(self) -> int | None:
-        return self.offset
+        return self.offset if isinstance(self.file, OpenFile) else None
 
     def read(self, start: int, length: int) -> bytes:
         _check_span(start, length, self.size)

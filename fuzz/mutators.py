@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import format_mutators
+
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF, ord("("), ord("q"), ord("r"), ord("."))
 INTERESTING_INTS = (
     0, 1, 2, 3, 7, 8, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2**32, 2**40, 2**62,
@@ -84,9 +86,13 @@ def duplicate(data: bytes, rng: random.Random) -> bytes:
 
 
 def zip_member(
-    data: bytes, rng: random.Random, change: Callable[[bytes, random.Random], bytes]
+    data: bytes,
+    rng: random.Random,
+    change: Callable[[bytes, random.Random], bytes],
+    suffix: str = ".pkl",
 ) -> bytes:
-    """Rewrite one member of a zip archive (a pickle, preferably) with a valid CRC."""
+    """Rewrite one member of a zip archive (one named `*suffix`, preferably) with a valid
+    CRC."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
@@ -95,8 +101,10 @@ def zip_member(
         return data
     if not infos:
         return data
-    pickles = [i for i, info in enumerate(infos) if info.filename.endswith(".pkl")]
-    chosen = rng.choice(pickles) if pickles and rng.random() < 0.8 else rng.randrange(len(infos))
+    preferred = [i for i, info in enumerate(infos) if info.filename.endswith(suffix)]
+    chosen = (
+        rng.choice(preferred) if preferred and rng.random() < 0.8 else rng.randrange(len(infos))
+    )
     contents[chosen] = change(contents[chosen], rng)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -149,16 +157,9 @@ def zip_directory_field(data: bytes, rng: random.Random) -> bytes:
     return data[: at + offset] + value.to_bytes(width, "little") + data[at + offset + width :]
 
 
-def _mutate_json(value: object, rng: random.Random) -> object:
-    if isinstance(value, dict) and value:
-        key = rng.choice(list(value))
-        if rng.random() < 0.15:
-            return {k: v for k, v in value.items() if k != key}
-        return {**value, key: _mutate_json(value[key], rng)}
+def _json_leaf(value: object, rng: random.Random) -> object:
+    """A JSON leaf (or an empty container) replaced by a value of another kind or size."""
     if isinstance(value, list):
-        if value and rng.random() < 0.7:
-            at = rng.randrange(len(value))
-            return [*value[:at], _mutate_json(value[at], rng), *value[at + 1 :]]
         return [*value, rng.choice(INTERESTING_INTS)]
     if isinstance(value, bool) or value is None:
         return rng.choice((0, "x", [], {}, None))
@@ -178,7 +179,7 @@ def safetensors_header(data: bytes, rng: random.Random) -> bytes:
         header = json.loads(data[8 : 8 + length])
     except (ValueError, RecursionError):
         return data
-    text = json.dumps(_mutate_json(header, rng)).encode()
+    text = json.dumps(format_mutators.mutate_json(header, rng, _json_leaf)).encode()
     prefix = len(text) if rng.random() < 0.9 else rng.choice(INTERESTING_INTS) % 2**64
     return struct.pack("<Q", prefix) + text + data[8 + length :]
 
@@ -189,6 +190,26 @@ def splice(data: bytes, rng: random.Random, others: list[bytes]) -> bytes:
     chunk = other[start : start + rng.choice((8, 64, 512, 8192))]
     at = _position(data, rng)
     return data[:at] + chunk + data[at + len(chunk) if rng.random() < 0.5 else at :]
+
+
+def json_member(data: bytes, rng: random.Random) -> bytes:
+    """One field of a JSON member of a zip archive (a `.pt2` config or program)."""
+    return zip_member(
+        data, rng, lambda text, r: format_mutators.json_text(text, r, _json_leaf), ".json"
+    )
+
+
+def code_member(data: bytes, rng: random.Random) -> bytes:
+    """One line of a TorchScript archive's code."""
+    return zip_member(data, rng, format_mutators.code_line, ".py")
+
+
+def plain_pickle(data: bytes, rng: random.Random) -> bytes:
+    """A whole-file pickle (`pickle.dump`) changed opcode-wise, or one of its nested torch
+    streams changed in place."""
+    if rng.random() < 0.5:
+        return format_mutators.nested_stream(data, rng, lambda stream, r: pickle_opcode(stream, r))
+    return pickle_opcode(data, rng) if data[:1] == b"\x80" else data
 
 
 BYTE_MUTATIONS: dict[str, Mutation] = {
@@ -204,6 +225,10 @@ STRUCTURE_MUTATIONS: dict[str, Mutation] = {
     "pickle_member": mutate_pickle_member,
     "zip_directory": zip_directory_field,
     "safetensors_header": safetensors_header,
+    "protobuf_field": format_mutators.protobuf_field,
+    "json_member": json_member,
+    "code_member": code_member,
+    "plain_pickle": plain_pickle,
 }
 MUTATIONS = {**BYTE_MUTATIONS, **STRUCTURE_MUTATIONS}
 
@@ -221,7 +246,9 @@ REPO = Path(__file__).resolve().parents[1]
 SEED_NAMES = (
     "healthy.pt", "legacy.pt", "healthy.safetensors", "healthy_fp16.safetensors",
     "healthy_bf16.safetensors", "lightning.ckpt", "full_module.pt", "scripted.pt", "ddp.pt",
-    "ema_stale.pt", "pickle_payload.pt", "bn009_folding_scale_outlier.pt",
+    "ema_stale.pt", "pickle_payload.pt", "bn009_folding_scale_outlier.pt", "traced.pt",
+    "digits.pt2", "digits.onnx", "digits_folded_stats.onnx", "pickled_model.pkl",
+    "pickled_state_dict.pkl",
 )  # fmt: skip
 HOSTILE_SEEDS = (
     "zip_setstate-gadget_beside_tensors.pt",

@@ -11,9 +11,10 @@ healthy checkpoint in several formats and layouts, one copy per bnstat rule with
 planted defect, a few checkpoints bnstat must refuse or flag, and 30 training images per
 class as PNGs for `bnstat recalibrate --data`. Test accuracies are printed at the end
 (README.md quotes them). Seeds and thread counts are fixed, so a rerun on the same torch
-version reproduces the same numbers and the same bytes, except in `legacy.pt` (its storage
-keys are memory addresses) and `scripted.pt` (TorchScript writes a random serialization
-id and lists class constants in hash order).
+version reproduces the same numbers and the same bytes, except in `legacy.pt` and the two
+`pickled_*.pkl` files (their storage keys are memory addresses), `scripted.pt` and
+`traced.pt` (TorchScript writes a random serialization id and lists class constants in
+hash order).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import copy
 import json
 import os
+import pickle
 import sys
 import warnings
 from collections.abc import Callable
@@ -280,6 +282,15 @@ def cast_floats(state: StateDict, dtype: torch.dtype) -> StateDict:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
+def write_pickles(out: Path, model: nn.Module, state: StateDict) -> None:
+    """What projects that skip torch.save ship: `pickle.dump` of the model object, and of
+    its state dict with protocol 2 (whose bytes objects go through `_codecs.encode`)."""
+    with (out / "pickled_model.pkl").open("wb") as handle:
+        pickle.dump(model.eval(), handle)
+    with (out / "pickled_state_dict.pkl").open("wb") as handle:
+        pickle.dump(state, handle, protocol=2)
+
+
 def write_sharded(state: StateDict, folder: Path) -> None:
     """HF-style two-shard safetensors; the split runs through the middle of `block2.bn1`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -361,6 +372,8 @@ def write_all(
     save(cast_floats(healthy, torch.float16), out / "healthy_fp16.safetensors")
     save(cast_floats(healthy, torch.bfloat16), out / "healthy_bf16.safetensors")
     torch.jit.script(model.eval()).save(str(out / "scripted.pt"))
+    torch.jit.trace(model.eval(), EXPORT_EXAMPLE).save(str(out / "traced.pt"))
+    write_pickles(out, model, healthy)
     torch.save(healthy, out / "legacy.pt", _use_new_zipfile_serialization=False)
     torch.save(model, out / "full_module.pt")
     write_sharded(healthy, out / "sharded")
@@ -421,8 +434,50 @@ def export_program(model: nn.Module, path: Path) -> None:
     torch.export.save(program, path)
 
 
+def fold_statistics(source: Path, path: Path) -> None:
+    """`source` with every BatchNormalization's statistics folded into its scale and bias,
+    mean 0 and variance 1, as Keras-to-ONNX converters write them. The scale also carries
+    sqrt(1 + eps), so the model computes exactly what `source` does."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    stored = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
+
+    def values(name: str) -> np.ndarray:
+        while name not in stored:  # equal tensors are stored once, read through Identity
+            name = producers[name].input[0]
+        return stored[name]
+
+    for node in [n for n in graph.node if n.op_type == "BatchNormalization"]:
+        eps = next(a.f for a in node.attribute if a.name == "epsilon")
+        gamma, beta, mean, var = (values(name) for name in node.input[1:5])
+        scale = gamma / np.sqrt(var + eps)
+        folded = (scale * np.sqrt(1 + eps), beta - mean * scale, 0 * mean, 0 * var + 1)
+        names = [f"{node.name}/{leaf}" for leaf in ("scale", "bias", "mean", "var")]
+        graph.initializer.extend(
+            numpy_helper.from_array(v.astype(np.float32), n)
+            for v, n in zip(folded, names, strict=True)
+        )
+        node.input[1:5] = names
+    while True:  # drop what nothing reads any more: Identity nodes, old initializers
+        read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        unused = [n for n in graph.node if n.op_type == "Identity" and n.output[0] not in read]
+        if not unused:
+            break
+        for node in unused:
+            graph.node.remove(node)
+    for tensor in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(tensor)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def write_exports(out: Path, model: nn.Module, reset: nn.Module) -> None:
     export_onnx(model, out / "digits.onnx")
+    fold_statistics(out / "digits.onnx", out / "digits_folded_stats.onnx")
     export_onnx(reset, out / "digits_stats_reset.onnx")
     export_onnx_folded(model, out / "digits_folded.onnx")
     export_program(model, out / "digits.pt2")
@@ -467,7 +522,8 @@ def main() -> None:
         ("stats_inverted.safetensors", inverted),
     ):
         print(f"  {name:<48} {100 * accuracy(net, x_test, y_test):6.2f}%")
-    for onnx_file in ("digits.onnx", "digits_folded.onnx", "digits_stats_reset.onnx"):
+    onnx_files = ("digits.onnx", "digits_folded.onnx", "digits_folded_stats.onnx")
+    for onnx_file in (*onnx_files, "digits_stats_reset.onnx"):
         print(
             f"  {onnx_file + ' (onnxruntime)':<48} "
             f"{100 * onnx_accuracy(HERE / onnx_file, x_test, y_test):6.2f}%"

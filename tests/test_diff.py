@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from zoo import SAMPLES
 
@@ -75,3 +76,58 @@ def test_diff_needs_no_torch():
 def test_unreadable_input_is_exit_2(cli):
     result = cli("diff", SAMPLES / "healthy.pt", SAMPLES / "unreadable" / "empty.pt")
     assert result.exit_code == 2 and "empty file" in result.stderr
+
+
+def report(result) -> dict:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_each_side_chooses_its_model(cli):
+    """The model against its EMA copy, both in one file."""
+    ema_stale = SAMPLES / "ema_stale.pt"
+    both = report(
+        cli("diff", ema_stale, ema_stale, "--source-a", "model", "--source-b", "ema", "-f", "json")
+    )
+    assert (both["a"]["source"], both["b"]["source"]) == ("model", "ema")
+    assert both["matching"] == "name" and len(both["layers"]) == 7
+    # the EMA holds the live model's statistics beside averaged weights: only gamma moved
+    assert all(layer["mean_shift"] == 0 for layer in both["layers"])
+    assert all(layer["weight_change"] > 0 for layer in both["layers"])
+    table = cli("diff", ema_stale, ema_stale, "--source-a", "model", "--source-b", "ema").stdout
+    assert "A: " in table and "[model]" in table and "[ema]" in table
+
+
+def test_a_source_a_file_does_not_hold_is_exit_2(cli):
+    result = cli("diff", SAMPLES / "ema_stale.pt", SAMPLES / "healthy.pt", "--source-a", "swa")
+    assert result.exit_code == 2
+    assert "holds no model 'swa' (it holds 'model', 'ema')" in result.stderr
+
+
+def test_a_torch_checkpoint_against_its_onnx_export_matches_by_module_path(cli):
+    pytest.importorskip("onnx")
+    result = cli("diff", SAMPLES / "healthy.pt", SAMPLES / "digits.onnx", "-f", "json")
+    diff = report(result)
+    assert diff["matching"] == "module-path"
+    pairs = [(layer["name"], layer["name_b"]) for layer in diff["layers"]]
+    assert pairs[0] == ("stem.bn", "/stem/bn/BatchNormalization") and len(pairs) == 7
+    assert diff["changed"] == 0
+    table = cli("diff", SAMPLES / "healthy.pt", SAMPLES / "digits.onnx").stdout
+    assert "layers matched by the module paths in ONNX node names" in table
+    assert "0 of 7 layers changed" in table
+
+
+def test_layers_without_shared_names_match_by_order_and_channels(cli, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(SAMPLES / "digits.onnx"))
+    for node in model.graph.node:
+        node.name = ""  # names then come from the convolutions: /stem/conv/Conv, ...
+    unnamed = tmp_path / "unnamed.onnx"
+    onnx.save(model, str(unnamed))
+    diff = report(cli("diff", SAMPLES / "healthy.pt", unnamed, "-f", "json"))
+    assert diff["matching"] == "order" and diff["changed"] == 0
+    assert [layer["name"] for layer in diff["layers"]][-1] == "fc_bn"
+    assert (
+        "layers matched by order and channel count"
+        in cli("diff", SAMPLES / "healthy.pt", unnamed).stdout
+    )

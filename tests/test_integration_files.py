@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from zoo import REPO, SAMPLES
+from zoo import REPO, SAMPLES, onnx_with_nan
 
 
 def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
@@ -24,6 +27,8 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     ]
     matched = [name for name in changed if pattern.search(name)]
     assert matched == changed[1:]
+    exported = ["model.onnx", "model.pt2", "weights.bin", "model.safetensors", "config.json"]
+    assert [name for name in exported if pattern.search(name)] == exported[:4]
     # pre-commit runs `entry` with the matching files appended
     clean = subprocess.run(
         [*shlex.split(hook["entry"]), matched[0]], cwd=REPO, capture_output=True, text=True
@@ -33,6 +38,36 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     )
     assert clean.returncode == 0, clean.stderr
     assert broken.returncode == 1 and "BN001" in broken.stdout
+
+
+def test_pre_commit_checks_exported_models(tmp_path):
+    """A real `pre-commit` run of the hook, installed the way pre-commit installs it, over
+    a repository of exported models: ONNX (one keeping its tensors in a `.bin` side file)
+    and torch.export `.pt2`."""
+    pytest.importorskip("pre_commit")
+    onnx = pytest.importorskip("onnx")
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(SAMPLES / "digits.pt2", project / "digits.pt2")
+    onnx.save(
+        onnx.load(str(SAMPLES / "digits.onnx")), str(project / "external.onnx"),
+        save_as_external_data=True, location="external.weights.bin", size_threshold=0,
+    )  # fmt: skip
+    onnx_with_nan(SAMPLES / "digits.onnx", project / "broken.onnx")
+    (project / "notes.txt").write_text("not a model\n")
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t"}
+    env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=project, check=True, env=env)
+    run = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files"],
+        cwd=project, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "3 checkpoints, 21 layers: 1 error" in run.stdout
+    assert "broken.onnx" in run.stdout and "BN001" in run.stdout
+    assert "unreadable" not in run.stdout  # the side file is read with its model
 
 
 def _action_script(inputs: dict[str, str]) -> str:

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from bnstat.analysis import analyze
+from bnstat.layout import find_state_dicts
+from bnstat.readers import open_checkpoint
 from bnstat.settings import Settings
 
 STATS = ("min", "max", "mean", "std", "p01", "p50", "p99")
@@ -142,6 +144,17 @@ def test_pickled_module_gives_layers_kinds_and_eps(model, write_pt):
     assert {f.rule for f in entry.findings} == {"BN012"}
 
 
+def test_a_pickled_module_groups_torch_classes_and_names_the_others(model, write_pt):
+    (entry,) = analyse(write_pt(copy.deepcopy(model)))
+    (note,) = entry.findings
+    torch_classes = {type(m) for m in model.modules() if type(m).__module__.startswith("torch.nn")}
+    assert f"{len(torch_classes)} torch.nn classes (BatchNorm1d, BatchNorm2d, " in note.message
+    assert "torch.nn.modules." not in note.message  # grouped, not listed one by one
+    assert "zoo.FrozenBatchNorm2d, zoo.ManyNorms and " in note.message  # named in full
+    assert "a whole pickled model" in note.message
+    assert note.message.startswith("torch.load(weights_only=True) would refuse")
+
+
 def test_torchscript_gives_layers_kinds_and_real_eps(model, tmp_path):
     path = tmp_path / "scripted.pt"
     torch.jit.script(model).save(str(path))
@@ -151,6 +164,29 @@ def test_torchscript_gives_layers_kinds_and_real_eps(model, tmp_path):
     kinds = {layer.name: (layer.kind, layer.eps) for layer in entry.layers}
     assert kinds["bn3d"] == ("BatchNorm3d", 1e-3)
     assert kinds["inorm"] == ("InstanceNorm2d", 1e-5)
+    assert entry.findings == ()
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_torchscript_gives_eps_and_momentum_from_its_graph(model, tmp_path):
+    """torch.jit.trace keeps no Final constants: eps and momentum are numbers in the code."""
+    traced = copy.deepcopy(model)
+    traced.bn2d.momentum = 0.3
+    path = tmp_path / "traced.pt"
+    torch.jit.trace(traced.eval(), torch.randn(2, 3, 6, 6)).save(str(path))
+    (entry,) = analyse(path)
+    assert entry.format == "torchscript"
+    assert_matches(entry, dict(torch.jit.load(str(path)).state_dict()))
+    kinds = {layer.name: (layer.kind, layer.eps, layer.eps_from_file) for layer in entry.layers}
+    assert kinds["bn2d"] == ("BatchNorm2d", 1e-5, True)
+    assert kinds["bn3d"] == ("BatchNorm3d", 1e-3, True)
+    assert kinds["inorm"] == ("InstanceNorm2d", 1e-5, True)
+    assert kinds["bn1d"] == ("BatchNorm1d", 1e-5, True)
+    with open_checkpoint(path) as raw:
+        (state,) = find_state_dicts(raw)
+        momentum = {name: module.momentum for name, module in state.modules.items()}
+    # in eval mode a momentum=None layer is traced with its factor, 0.0
+    assert momentum == {"bn2d": 0.3, "inorm": 0.1, "bn3d": 0.1, "bn1d": 0.0}
     assert entry.findings == ()
 
 

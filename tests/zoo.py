@@ -64,3 +64,35 @@ def trained(model: nn.Module, steps: int = 8, seed: int = 0) -> nn.Module:
             model.frozen.running_var.copy_(torch.rand(8, generator=generator) + 0.5)
             model.frozen.weight.copy_(torch.rand(8, generator=generator) + 0.5)
     return model.eval()
+
+
+class Bundle:
+    """An object a project pickles whole (`pickle.dump`): a model beside other data."""
+
+    def __init__(self, model: nn.Module, note: str) -> None:
+        self.model = model
+        self.note = note
+
+
+class StreamCall:
+    """Pickles as `torch.storage._load_from_bytes(stream)`, whatever `stream` holds."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream = stream
+
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        return torch.storage._load_from_bytes, (self.stream,)
+
+
+def onnx_with_nan(source: Path, target: Path) -> None:
+    """An ONNX export with a NaN in its first layer's running variance (BN001)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    first = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    (stored,) = [t for t in model.graph.initializer if t.name == first.input[4]]
+    values = numpy_helper.to_array(stored).copy()
+    values[0] = float("nan")
+    stored.CopyFrom(numpy_helper.from_array(values, stored.name))
+    onnx.save(model, str(target))

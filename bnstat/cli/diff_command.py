@@ -14,6 +14,7 @@ from bnstat.cli.app import (
     ReportFormatOpt,
     app,
     errors_to_exit_code,
+    option,
     terminal,
 )
 from bnstat.cli.usage import BnstatCommand
@@ -25,27 +26,33 @@ ArgA = Annotated[
 ArgB = Annotated[
     Path, typer.Argument(metavar="B", help="The checkpoint after.", show_default=False)
 ]
+SourceOpt = Annotated[
+    str | None, option("Which model of files holding several (e.g. ema).", metavar="NAME")
+]
+SideOpt = Annotated[
+    str | None, option("Which model of this side's file (overrides --source).", metavar="NAME")
+]
 
 
 @app.command(cls=BnstatCommand, short_help="Per-layer drift between two checkpoints.")
 def diff(
     a: ArgA, b: ArgB, format: ReportFormatOpt = ReportFormat.TABLE,
-    source: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Which model of files holding several (e.g. ema)."),
-    ] = None,
+    source: SourceOpt = None, source_a: SideOpt = None, source_b: SideOpt = None,
     fail_on_change: Annotated[
         bool, typer.Option("--fail-on-change", help="Exit 1 when any layer changed.")
     ] = False,
     debug: DebugOpt = False,
 ) -> None:  # fmt: skip
-    """Compare the BatchNorm statistics of two checkpoints, layer by layer."""
+    """Compare the BatchNorm statistics of two checkpoints, layer by layer.
+
+    A and B may be one file: `diff ckpt.pt ckpt.pt --source-a model --source-b ema`.
+    """
     from bnstat.diff import diff_checkpoints
     from bnstat.formats.diff import render_diff_json, render_diff_table
     from bnstat.settings import Settings
 
     with errors_to_exit_code(debug):
-        report = diff_checkpoints(a, b, Settings(), source)
+        report = diff_checkpoints(a, b, Settings(), source_a or source, source_b or source)
         if format is ReportFormat.JSON:
             sys.stdout.write(render_diff_json(report))
         else:

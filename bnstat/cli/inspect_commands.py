@@ -103,6 +103,13 @@ JobsOpt = Annotated[
     int | None,
     option("Processes for many checkpoints [default: one per CPU].", metavar="N", minimum=1),
 ]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Pass when no checkpoint is found or --layers selects no layer (default: exit 2).",
+    ),
+]
 
 
 class RulesFormat(str, enum.Enum):
@@ -148,6 +155,7 @@ class Run:
     baseline: Path | None
     write_baseline: Path | None
     debug: bool
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,9 @@ class OnData:
 
 
 def _report(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData) -> None:
-    from bnstat.analysis import analyze
+    from dataclasses import replace
+
+    from bnstat.analysis import analyze, require_selected_layers
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.formats import render
     from bnstat.inputs import expand_inputs
@@ -194,10 +204,13 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData)
         settings = flags.settings()
         known = load_baseline(run.baseline) if run.baseline is not None else None
         data = on_data.request()
-        paths = expand_inputs(checkpoints)
+        inputs = expand_inputs(checkpoints, run.allow_empty)
         report = with_progress(
-            lambda progress: analyze(paths, settings, run.debug, run.jobs, data, progress)
+            lambda progress: analyze(inputs.paths, settings, run.debug, run.jobs, data, progress)
         )
+        report = replace(report, skipped=inputs.skipped)
+        if not run.allow_empty:
+            require_selected_layers(report, settings)
         if run.write_baseline is not None:
             _write(
                 run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline"
@@ -253,12 +266,13 @@ def _report_command(view: View, summary: str) -> Callable[..., None]:
         image_size: ImageSizeOpt = None, resize: ResizeOpt = None, mean: MeanOpt = "0",
         std: StdOpt = "1", grayscale: GrayscaleOpt = False, channels: ChannelsOpt = None,
         max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
-        workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, debug: DebugOpt = False,
+        workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, allow_empty: AllowEmptyOpt = False,
+        debug: DebugOpt = False,
     ) -> None:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
-        run = Run(view, format, output, jobs, baseline, write_baseline, debug)
+        run = Run(view, format, output, jobs, baseline, write_baseline, debug, allow_empty)
         on_data = OnData(
             data,
             ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device),

@@ -46,6 +46,7 @@ def render_diff_table(report: DiffReport, color: bool = False, width: int = 120)
     console.print(
         Text(f"A: {checkpoint_title(report.a)}\nB: {checkpoint_title(report.b)}", style="bold")
     )
+    console.print(Text(report.matching.description, style="dim"))
     layers = report.layers
     numbers = list(zip(*(_numbers(layer) for layer in layers), strict=True)) or [()] * 4
     titles = ("mean shift (std)", "var B/A", "|gamma| change", "channels moved")
@@ -72,6 +73,7 @@ def render_diff_json(report: DiffReport) -> str:
         layers.append(
             {
                 "name": layer.name,
+                "name_b": layer.name_b,
                 "channels": list(layer.channels),
                 "mean_shift": finite_or_none(moved.mean_shift) if moved else None,
                 "var_ratio": [
@@ -89,6 +91,7 @@ def render_diff_json(report: DiffReport) -> str:
         "schema_version": 1,
         "a": {"path": report.a.path, "source": report.a.source},
         "b": {"path": report.b.path, "source": report.b.source},
+        "matching": report.matching.value,
         "layers": layers,
         "changed": len(report.changed),
     }

@@ -37,6 +37,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "warning": summary.warning,
             "info": summary.info,
             "unreadable": summary.unreadable,
+            "skipped": summary.skipped,
             "fail_on": report.fail_on.value,
         },
     }

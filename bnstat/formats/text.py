@@ -78,7 +78,11 @@ def summary_line(report: Report) -> str:
         f"{counted(summary.checkpoints, 'checkpoint')}, {counted(summary.layers, 'layer')}: "
         f"{severity_counts(report.findings)}"
     )
-    return text + (f", {summary.unreadable} unreadable" if summary.unreadable else "")
+    text += f", {summary.unreadable} unreadable" if summary.unreadable else ""
+    skipped = summary.skipped
+    return text + (
+        f"; {skipped} other file{'' if skipped == 1 else 's'} skipped" if skipped else ""
+    )
 
 
 def min_abs_weight(layer: LayerReport) -> float | None:

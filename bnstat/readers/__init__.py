@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint
 from bnstat.readers.onnx_model import read_onnx
+from bnstat.readers.plain_pickle import read_plain_pickle
 from bnstat.readers.safetensors_file import read_safetensors, read_sharded
 from bnstat.readers.sniff import Container, sniff
 from bnstat.readers.torch_legacy import read_torch_legacy
@@ -25,6 +26,7 @@ _READERS: dict[Container, Callable[[Path], RawCheckpoint]] = {
     Container.SHARD_INDEX: read_sharded,
     Container.TORCH_LEGACY: read_torch_legacy,
     Container.ONNX: read_onnx,
+    Container.PLAIN_PICKLE: read_plain_pickle,
 }
 
 

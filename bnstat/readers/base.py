@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bnstat.errors import CheckpointError
+from bnstat.readers.followers import Follower
 
 
 def printable(text: str, limit: int = 500) -> str:
@@ -47,15 +48,26 @@ class CheckpointFormat(str, enum.Enum):
     TORCHSCRIPT = "torchscript"
     PT2 = "pt2"
     ONNX = "onnx"
+    PICKLE = "pickle"  # a plain Python pickle (`pickle.dump`) holding torch tensors
 
 
 @dataclass(frozen=True)
 class ModuleConstants:
     """What a file knows about a normalization module beyond its tensors."""
 
-    kind: str  # class name, e.g. "BatchNorm2d" or "InstanceNorm2d"
+    kind: str | None  # class name, e.g. "BatchNorm2d" or "InstanceNorm2d"
     eps: float | None = None
     momentum: float | None = None
+    follower: Follower | None = None  # what reads its output, where the file has a graph
+
+    def merged(self, other: ModuleConstants) -> ModuleConstants:
+        """These constants, with what they leave unknown taken from `other`."""
+        return ModuleConstants(
+            self.kind or other.kind,
+            self.eps if self.eps is not None else other.eps,
+            self.momentum if self.momentum is not None else other.momentum,
+            self.follower or other.follower,
+        )
 
 
 @dataclass

@@ -20,12 +20,14 @@ This module needs no `onnx` import at run time: it only reads the parsed protobu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import struct
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import printable
+from bnstat.readers.followers import Follower, Use, follower_of
 
 if TYPE_CHECKING:
     from onnx import AttributeProto, GraphProto, NodeProto, TensorProto
@@ -70,6 +72,15 @@ class BatchNormNode:
     node: NodeProto
     eps: float
     inputs: dict[str, Stored]  # "weight", "bias", "running_mean", "running_var"
+
+
+def text(value: str | bytes) -> str:
+    """A string field of the parsed protobuf as text.
+
+    protobuf hands out `bytes` for a string field that is not valid UTF-8 (a corrupt or
+    hostile file); such a name is decoded with replacement characters.
+    """
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def is_default_domain(node: NodeProto) -> bool:
@@ -131,11 +142,11 @@ def batchnorm_nodes(graph: GraphProto) -> list[BatchNormNode]:
 
 def _base_name(node: NodeProto, index: GraphIndex) -> str:
     if node.name:
-        return node.name
+        return text(node.name)
     feeder = index.producers.get(node.input[0]) if node.input else None
     if feeder is not None and feeder.name and feeder.op_type in FEEDERS:
-        return feeder.name
-    return node.output[0] if node.output and node.output[0] else BATCHNORM
+        return text(feeder.name)
+    return text(node.output[0]) if node.output and node.output[0] else BATCHNORM
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
@@ -176,11 +187,51 @@ def _layer(node: NodeProto, name: str, index: GraphIndex) -> BatchNormNode:
     return BatchNormNode(name, node, float(eps), inputs)
 
 
+def layer_followers(graph: GraphProto, layers: Iterable[BatchNormNode]) -> dict[str, Follower]:
+    """What reads each layer's output (a Relu, an Add, ...), for the layers where it is clear."""
+    readers: dict[Hashable, list[NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {value.name for value in graph.output}
+    index = GraphIndex(graph)
+
+    def uses(value: Hashable) -> list[Use]:
+        found: list[Use] = [("output", None)] if value in outputs else []
+        for node in readers.get(value, []):
+            op = "clipat0" if _clips_at_zero(node, index) else text(node.op_type)
+            found.append((op, node.output[0] if node.output else None))
+        return found
+
+    found = {}
+    for layer in layers:
+        follower = follower_of(layer.node.output[:1], uses)
+        if follower is not None:
+            found[layer.name] = follower
+    return found
+
+
+def _clips_at_zero(node: NodeProto, index: GraphIndex) -> bool:
+    """A Clip whose lower bound is a stored zero (opset 11 on) or the attribute 0 (before)."""
+    if node.op_type != "Clip":
+        return False
+    if any(attribute.name == "min" and attribute.f == 0.0 for attribute in node.attribute):
+        return True
+    stored = index.stored(node.input[1], fills=False) if len(node.input) > 1 else None
+    tensor = stored.tensor if stored is not None else None
+    if tensor is None:
+        return False
+    values = tensor.raw_data or b"".join(struct.pack("<f", v) for v in tensor.float_data)
+    return bool(values) and not any(values)
+
+
 def _computed(layer: str, leaf: str, value: str, index: GraphIndex) -> str:
     producer = index.producers.get(value)
-    origin = f"a {producer.op_type} node" if producer is not None else "a graph input"
+    origin = "a graph input"
+    if producer is not None:
+        origin = f"a {printable(text(producer.op_type), 80)} node"
     return (
-        f"BatchNormalization {layer}: its {leaf} ({printable(value, 80)}) comes from "
+        f"BatchNormalization {layer}: its {leaf} ({printable(text(value), 80)}) comes from "
         f"{origin}, not from a stored tensor; bnstat reads only stored statistics "
         "(re-export the model with constant folding)"
     )

@@ -24,7 +24,14 @@ import numpy as np
 from bnstat.dtypes import DTYPES, DType, encode
 from bnstat.errors import BnstatError, CheckpointError, MissingDependencyError
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
-from bnstat.readers.onnx_graph import BATCHNORM, BatchNormNode, Stored, batchnorm_nodes
+from bnstat.readers.onnx_graph import (
+    BATCHNORM,
+    BatchNormNode,
+    Stored,
+    batchnorm_nodes,
+    layer_followers,
+    text,
+)
 from bnstat.tensor_ref import (
     ByteSource,
     FileRegion,
@@ -67,8 +74,8 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
         return False
     position, fields = 2, 0
     while position < len(head):
-        tag, position = _varint(head, position)
-        value, position = _varint(head, position)
+        tag, position = varint(head, position)
+        value, position = varint(head, position)
         if tag is None or value is None:
             break  # the field runs past the head: what was seen so far decides
         number, wire = tag >> 3, tag & 7
@@ -82,7 +89,8 @@ def looks_like_onnx(head: bytes, size: int) -> bool:
     return fields > 0
 
 
-def _varint(data: bytes, position: int) -> tuple[int | None, int]:
+def varint(data: bytes, position: int) -> tuple[int | None, int]:
+    """The protobuf varint at `position` and where it ends; None when `data` ends first."""
     value = shift = 0
     while position < len(data) and shift < 64:
         byte = data[position]
@@ -131,7 +139,8 @@ def external_data_files(path: Path) -> set[Path]:
     found = set()
     for tensor in model.graph.initializer:
         location = next(
-            (entry.value for entry in tensor.external_data if entry.key == "location"), None
+            (text(entry.value) for entry in tensor.external_data if entry.key == "location"),
+            None,
         )
         if location:
             found.add((path.parent / location).resolve())
@@ -151,8 +160,10 @@ def read_onnx(path: Path) -> RawCheckpoint:
     except BaseException:
         checkpoint.close()
         raise
+    followers = layer_followers(model.graph, layers)
     checkpoint.layer_modules = {
-        layer.name: ModuleConstants(BATCHNORM, eps=layer.eps) for layer in layers
+        layer.name: ModuleConstants(BATCHNORM, layer.eps, follower=followers.get(layer.name))
+        for layer in layers
     }
     return checkpoint
 
@@ -168,7 +179,7 @@ def _layer_tensors(layers: list[BatchNormNode], tensors: StoredTensors) -> dict[
 def _all_tensors(model: ModelProto, tensors: StoredTensors) -> dict[str, TensorRef]:
     """Every initializer, keyed `initializer[NAME]`: never `<prefix>.running_mean`."""
     return {
-        f"initializer[{printable(t.name)}]": tensors.tensor_ref(t, printable(t.name))
+        f"initializer[{printable(text(t.name))}]": tensors.tensor_ref(t, printable(text(t.name)))
         for t in model.graph.initializer
         if t.data_type in ONNX_DTYPES
     }
@@ -238,7 +249,7 @@ class StoredTensors:
         return TensorRef(dtype, shape, source)
 
     def _external(self, tensor: TensorProto, nbytes: int, what: str) -> FileRegion:
-        info = {entry.key: entry.value for entry in tensor.external_data}
+        info = {text(entry.key): text(entry.value) for entry in tensor.external_data}
         location = info.get("location", "")
         path = external_path(self.folder, location, what)
         try:

@@ -124,11 +124,16 @@ _TUPLE_ROW, _BINUNICODE_ROW = _OPS[_TUPLE], _OPS[_BINUNICODE]
 
 
 class PickleBudget:
-    """Bytes that loading one pickle may allocate; charging past the limit refuses it."""
+    """Bytes that loading one pickle may allocate; charging past the limit refuses it.
+
+    `ops_left` is for loads that scan several pickles against one budget (the torch
+    streams nested in a plain pickle): the opcodes their scanners may still walk.
+    """
 
     def __init__(self, limit: int = MAX_PICKLE_MEMORY) -> None:
         self.limit = limit
         self.used = 0
+        self.ops_left = MAX_PICKLE_OPS
 
     def charge(self, nbytes: int, what: str) -> None:
         self.used += nbytes

@@ -10,12 +10,14 @@ buffers they read, and node metadata names the module class (BatchNorm2d, ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from bnstat.dtypes import DTYPES, DType
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import ModuleConstants, parse_json
+from bnstat.readers.followers import Use, Uses, follower_of
 from bnstat.tensor_ref import ByteSource, TensorRef
 
 MAX_JSON_BYTES = 256 * 2**20
@@ -92,19 +94,54 @@ def read_tensors(root: str, names: set[str], sources: Sources) -> dict[str, dict
 
 
 def layer_constants(root: str, names: set[str], sources: Sources) -> dict[str, ModuleConstants]:
-    """eps, momentum and class of every batch_norm call, by module prefix."""
+    """eps, momentum, class and follower of every batch_norm call, by module prefix."""
     found: dict[str, ModuleConstants] = {}
     for program in sorted(
         n for n in names if n.startswith(f"{root}/models/") and n.endswith(".json")
     ):
         graph_module = _json(sources(program, MAX_JSON_BYTES), program).get("graph_module", {})
         buffers = _buffer_names(graph_module.get("signature", {}))
-        for node in graph_module.get("graph", {}).get("nodes", []):
-            if isinstance(node, dict) and "batch_norm" in str(node.get("target", "")):
+        graph = graph_module.get("graph", {})
+        nodes = [node for node in graph.get("nodes", []) if isinstance(node, dict)]
+        uses = _uses(nodes, graph.get("outputs", []))
+        for node in nodes:
+            if "batch_norm" in str(node.get("target", "")):
                 constants = _batchnorm_constants(node, buffers)
                 if constants is not None:
-                    found[constants[0]] = constants[1]
+                    follower = follower_of(_tensor_names(node.get("outputs"))[:1], uses)
+                    found[constants[0]] = replace(constants[1], follower=follower)
     return found
+
+
+def _tensor_names(argument: Any) -> list[str]:
+    """The tensor names in a serialized argument or output list, in order."""
+    names, pending = [], [argument]
+    while pending:  # not recursive: the JSON nests as deep as the file likes
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            tensor = item.get("as_tensor")
+            if isinstance(tensor, dict) and isinstance(tensor.get("name"), str):
+                names.append(tensor["name"])
+            else:
+                pending.append(item.get("as_tensors") or item.get("arg") or [])
+    return names
+
+
+def _uses(nodes: list[dict[str, Any]], outputs: Any) -> Uses:
+    """Who reads each tensor of the program: (op, its first output) per reading node."""
+    readers: dict[Hashable, list[Use]] = {
+        name: [("output", None)] for name in _tensor_names(outputs)
+    }
+    for node in nodes:
+        target = str(node.get("target", ""))
+        parts = target.split(".")
+        op = parts[3] if target.startswith("torch.ops.") and len(parts) > 3 else parts[-1]
+        produced = _tensor_names(node.get("outputs"))
+        for name in _tensor_names(node.get("inputs")):
+            readers.setdefault(name, []).append((op, produced[0] if produced else None))
+    return lambda value: readers.get(value, [])
 
 
 def _buffer_names(signature: Mapping[str, Any]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,19 +136,31 @@ def unlisted_globals(found: Iterable[tuple[str, str]]) -> list[str]:
     ]
 
 
+Honoured = Mapping[tuple[str, str], Callable[..., Any]]
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(
-        self, data: bytes, resolve: StorageResolver, big_endian: bool, budget: PickleBudget
+        self,
+        data: bytes,
+        resolve: StorageResolver,
+        big_endian: bool,
+        budget: PickleBudget,
+        honoured: Honoured,
     ) -> None:
         super().__init__(io.BytesIO(data))
         self._resolve = resolve
         self._big_endian = big_endian
         self._budget = budget
+        self._honoured = honoured
         self._placeholders: dict[str, type[Opaque]] = {}
         self._guarded: dict[tuple[str, str], _Guarded] = {}
         self.refused: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
+        honoured = self._honoured.get((module, name))
+        if honoured is not None:
+            return honoured
         allowed = ALLOWED.get((module, name))
         if allowed is not None:
             guarded = self._guarded.get((module, name))
@@ -196,15 +208,18 @@ def load_pickle(
     resolve: StorageResolver,
     big_endian: bool = False,
     scanned: PickleScanner | None = None,
+    honoured: Honoured | None = None,
 ) -> PickleResult:
     """Rebuild the object tree of the pickle at the start of `data`.
 
     Storages are resolved through `resolve`. The pickle is first scanned (unless
     `scanned` is that scan), so a pickle whose loading would exceed the budget is refused
     before any of it runs; `end` of the result is where the pickle stops in `data`.
+    `honoured` maps globals outside the allow-list to the reader's own safe versions of
+    them (which charge the scan's budget themselves).
     """
     scanner = scanned if scanned is not None else scan_pickle(data)
-    unpickler = _Unpickler(data, resolve, big_endian, scanner.budget)
+    unpickler = _Unpickler(data, resolve, big_endian, scanner.budget, honoured or {})
     try:
         root = unpickler.load()
     except CheckpointError as err:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bnstat.errors import CheckpointError
 from bnstat.readers.onnx_model import looks_like_onnx
+from bnstat.readers.plain_pickle import is_plain_pickle
 from bnstat.readers.safetensors_file import is_shard_index, looks_like_safetensors
 from bnstat.readers.torch_legacy import is_legacy_header
 
@@ -27,13 +28,14 @@ class Container(enum.Enum):
     SHARD_INDEX = "shard-index"
     TORCH_LEGACY = "torch-legacy"
     ONNX = "onnx"
+    PLAIN_PICKLE = "plain-pickle"
 
 
 _NOT_SUPPORTED = (
     (b"\x1f\x8b", "a gzip-compressed file: decompress it first"),
     (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5): not a PyTorch checkpoint"),
     (b"\x93NUMPY", "a numpy .npy array, not a checkpoint"),
-    (b"\x80", "a plain Python pickle without torch's header: not a torch checkpoint"),
+    (b"\x80", "a pickle of an unknown protocol: not a checkpoint"),
 )
 
 
@@ -72,6 +74,8 @@ def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
         return Container.SHARD_INDEX
     if looks_like_onnx(head, size):
         return Container.ONNX
+    if is_plain_pickle(head):
+        return Container.PLAIN_PICKLE
     if tar_magic == b"ustar":
         raise CheckpointError("a tar archive (torch < 0.4 format?): not supported")
     for magic, what in _NOT_SUPPORTED:

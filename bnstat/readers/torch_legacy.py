@@ -18,14 +18,14 @@ from typing import Any, Literal
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
-from bnstat.readers.pickle_scan import PickleScanner, scan_globals
+from bnstat.readers.pickle_scan import PickleBudget, PickleScanner, scan_globals
 from bnstat.readers.safe_pickle import (
     StorageResolver,
     filled,
     load_pickle,
     unlisted_globals,
 )
-from bnstat.tensor_ref import ByteSource, FileRegion, OpenFile
+from bnstat.tensor_ref import BytesFile, ByteSource, FileRegion, OpenFile, RandomAccess
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAX_PICKLE_BYTES = 128 * 2**20
@@ -40,20 +40,29 @@ def is_legacy_header(head: bytes) -> bool:
     )
 
 
-def _pickle_at(file: OpenFile, start: int) -> tuple[bytes, PickleScanner]:
-    """The bytes of the pickle that starts at `start`, scanned: read in growing chunks."""
+def _pickle_at(
+    file: RandomAccess, start: int, budget: PickleBudget | None
+) -> tuple[bytes, PickleScanner]:
+    """The bytes of the pickle that starts at `start`, scanned: read in growing chunks.
+
+    With a `budget`, the pickle is charged to it (memory and opcodes), else to its own.
+    """
     available = min(file.size - start, MAX_PICKLE_BYTES)
-    scanner = PickleScanner()
+    scanner = PickleScanner() if budget is None else PickleScanner(budget, budget.ops_left)
     data = b""
-    while True:
-        want = min(available, max(scanner.needed, 2 * len(data), 2**16))
-        if want <= len(data):
-            if available < file.size - start:
-                raise CheckpointError(f"a pickle in the file is over {MAX_PICKLE_BYTES} bytes")
-            raise CheckpointError("legacy torch file ends inside a pickle: truncated")
-        data += file.pread(start + len(data), want - len(data))
-        if scanner.scan(data) is not None:
-            return data, scanner
+    try:
+        while True:
+            want = min(available, max(scanner.needed, 2 * len(data), 2**16))
+            if want <= len(data):
+                if available < file.size - start:
+                    raise CheckpointError(f"a pickle in the file is over {MAX_PICKLE_BYTES} bytes")
+                raise CheckpointError("legacy torch stream ends inside a pickle: truncated")
+            data += file.pread(start + len(data), want - len(data))
+            if scanner.scan(data) is not None:
+                return data, scanner
+    finally:
+        if budget is not None:
+            budget.ops_left -= scanner.ops
 
 
 @dataclass
@@ -70,7 +79,7 @@ class _LegacyStorage:
 
     @property
     def file_offset(self) -> int | None:
-        return self.region.offset if self.region else None
+        return self.region.file_offset if self.region else None
 
     def read(self, start: int, length: int) -> bytes:
         if self.region is None:
@@ -85,16 +94,26 @@ def read_torch_legacy(path: Path) -> RawCheckpoint:
     return filled(checkpoint, lambda: _fill(checkpoint, file))
 
 
+def read_legacy_stream(data: bytes, path: Path, budget: PickleBudget) -> RawCheckpoint:
+    """A legacy torch stream held in memory (one nested in a plain pickle), its pickles
+    charged to `budget`; its tensors read from `data`."""
+    stream = RawCheckpoint(path, CheckpointFormat.TORCH_LEGACY, None)
+    _fill(stream, BytesFile(data, f"{path.name} (a nested torch stream)"), budget)
+    return stream
+
+
 def _no_storage(key: str, dtype: DType, numel: int) -> ByteSource:
     raise CheckpointError("a legacy header pickle refers to a storage")
 
 
-def _fill(checkpoint: RawCheckpoint, file: OpenFile) -> None:
+def _fill(
+    checkpoint: RawCheckpoint, file: RandomAccess, budget: PickleBudget | None = None
+) -> None:
     position = 0
 
     def next_pickle(resolve: StorageResolver, big_endian: bool = False) -> Any:
         nonlocal position
-        data, scanner = _pickle_at(file, position)
+        data, scanner = _pickle_at(file, position, budget)
         result = load_pickle(data, resolve, big_endian, scanned=scanner)
         position += result.end
         checkpoint.refused_globals += tuple(result.refused_globals)
@@ -116,12 +135,17 @@ def _fill(checkpoint: RawCheckpoint, file: OpenFile) -> None:
     end = _place_storages(file, position, keys, storages, little_endian)
     if end < file.size:  # torch writes nothing here: report what a payload there names
         trailing = file.pread(end, min(file.size - end, MAX_PICKLE_BYTES))
-        checkpoint.refused_globals += tuple(unlisted_globals(scan_globals(trailing)))
+        if budget is None:
+            found = scan_globals(trailing)
+        else:  # at most one opcode per byte, charged to the shared budget
+            found = scan_globals(trailing, max_ops=max(0, budget.ops_left))
+            budget.ops_left -= len(trailing)
+        checkpoint.refused_globals += tuple(unlisted_globals(found))
     checkpoint.refused_globals = tuple(dict.fromkeys(checkpoint.refused_globals))
 
 
 def _place_storages(
-    file: OpenFile,
+    file: RandomAccess,
     position: int,
     keys: list[str],
     storages: dict[str, _LegacyStorage],

@@ -22,10 +22,11 @@ from pathlib import Path
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
 from bnstat.readers import pt2
-from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.pickle_scan import scan_globals
-from bnstat.readers.safe_pickle import filled, load_pickle, unlisted_globals
+from bnstat.readers.safe_pickle import Opaque, filled, load_pickle, unlisted_globals
 from bnstat.readers.torchscript_code import class_constants
+from bnstat.readers.torchscript_graph import layer_followers
 from bnstat.tensor_ref import ByteSource, FileRegion, MemoryRegion, OpenFile
 
 MAX_PICKLE_BYTES = 128 * 2**20
@@ -146,17 +147,29 @@ def _read_text(members: _Members, name: str, limit: int) -> str:
     return source.read(0, source.size).decode("utf-8", errors="replace")
 
 
-def _torchscript_classes(
-    members: _Members, names: list[str], root: str
-) -> dict[str, ModuleConstants]:
-    found: dict[str, ModuleConstants] = {}
+def _code(members: _Members, names: list[str], root: str) -> dict[str, str]:
+    """A TorchScript archive's code members (`code/__torch__/...py`) as text."""
+    found: dict[str, str] = {}
     budget = MAX_CODE_BYTES
     for name in names:
         if name.startswith(f"{root}/code/") and name.endswith(".py"):
-            text = _read_text(members, name, budget)
+            found[name[len(root) + 1 :]] = text = _read_text(members, name, budget)
             budget -= len(text)
-            found.update(class_constants(name[len(root) + 1 :], text))
     return found
+
+
+def _fill_torchscript(
+    checkpoint: RawCheckpoint, members: _Members, names: list[str], root: str
+) -> None:
+    """Module classes with their constants, and what follows each layer, from the code."""
+    checkpoint.format = CheckpointFormat.TORCHSCRIPT
+    code = _code(members, names, root)
+    for member, text in code.items():
+        checkpoint.module_classes.update(class_constants(member, text))
+    if isinstance(checkpoint.root, Opaque):
+        checkpoint.layer_modules = layer_followers(
+            code, checkpoint.root.global_name, checkpoint.module_classes
+        )
 
 
 def _member_count(file: OpenFile) -> int | None:
@@ -245,5 +258,4 @@ def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: OpenFile) -
     refused = result.refused_globals + unlisted_globals(hidden)
     checkpoint.refused_globals = tuple(dict.fromkeys(refused))
     if is_torchscript(name_set, root):
-        checkpoint.format = CheckpointFormat.TORCHSCRIPT
-        checkpoint.module_classes = _torchscript_classes(members, names, root)
+        _fill_torchscript(checkpoint, members, names, root)

@@ -1,9 +1,12 @@
 """Module constants of TorchScript archives, read from their code without running it.
 
-TorchScript keeps `eps` and `momentum` of a BatchNorm module as `Final` class constants in
-the archive's `code/__torch__/...py` files, not in the pickled state. This module reads
-those declarations as text (never executes them) so that a scripted model's real epsilon
-is used by the rules.
+A scripted module (`torch.jit.script`) keeps `eps` and `momentum` of a BatchNorm module
+as `Final` class constants in the archive's `code/__torch__/...py` files, not in the
+pickled state. A traced one (`torch.jit.trace`) has no such constants: its `forward`
+calls `torch.batch_norm(...)` (or `torch.instance_norm`) with momentum and eps written
+in as numbers, the values they had when it was traced (in eval mode a `momentum=None`
+layer records 0.0). This module reads both as text, never executing them, so that the
+rules use a TorchScript model's real epsilon.
 """
 
 from __future__ import annotations
@@ -25,6 +28,23 @@ def _number(text: str) -> float | None:
         return None  # "None" (cumulative average momentum) or an expression
 
 
+# A traced normalization call whose arguments are names and literals, on one line:
+# torch.batch_norm(input, weight, bias, mean, var, training, momentum, eps, cudnn_enabled)
+_NORM_CALL = re.compile(r"torch\.(?:batch_norm|instance_norm)\(([^()\n]*)\)")
+_MOMENTUM, _EPS, _NORM_ARGUMENTS = 6, 7, 9
+
+
+def _traced_constants(body: str) -> dict[str, str]:
+    """eps and momentum of the one normalization call in a traced class's code, if any."""
+    calls = _NORM_CALL.findall(body)
+    if len(calls) != 1:
+        return {}  # none, or a class that normalizes twice: no module-level constants
+    arguments = [argument.strip() for argument in calls[0].split(",")]
+    if len(arguments) != _NORM_ARGUMENTS:
+        return {}
+    return {"eps": arguments[_EPS], "momentum": arguments[_MOMENTUM]}
+
+
 def class_constants(member: str, source: str) -> dict[str, ModuleConstants]:
     """Map each class defined in a code member to its eps/momentum constants.
 
@@ -36,7 +56,8 @@ def class_constants(member: str, source: str) -> dict[str, ModuleConstants]:
     starts = [(m.start(), m.group(1)) for m in _CLASS.finditer(source)]
     for index, (start, name) in enumerate(starts):
         end = starts[index + 1][0] if index + 1 < len(starts) else len(source)
-        constants = dict(_CONSTANT.findall(source[start:end]))
+        body = source[start:end]
+        constants = dict(_CONSTANT.findall(body)) or _traced_constants(body)
         if "eps" in constants:
             found[f"{module}.{name}"] = ModuleConstants(
                 kind=name,

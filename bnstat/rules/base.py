@@ -16,6 +16,7 @@ import numpy as np
 
 from bnstat.data_fit import ChannelFit
 from bnstat.layer_batch import LayerBatch
+from bnstat.readers.base import CheckpointFormat
 from bnstat.report import Severity
 from bnstat.wording import plural
 
@@ -47,6 +48,7 @@ class RuleInput:
     layers: LayerBatch
     thresholds: Mapping[str, float]
     refused_globals: tuple[str, ...] = ()
+    format: CheckpointFormat | None = None
     data: DataFacts | None = None
 
 

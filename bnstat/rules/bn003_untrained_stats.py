@@ -6,7 +6,9 @@ A layer whose `running_mean` is exactly 0 and `running_var` exactly 1 in every c
 same checkpoint counted batches. InstanceNorm layers update their running statistics
 without counting batches; when the file records module classes (pickled modules,
 TorchScript) they are exempt from the count test, in a bare state dict they cannot be
-told apart from BatchNorm and may need a per-layer ignore.
+told apart from BatchNorm and may need a per-layer ignore. An ONNX model whose every
+layer reads exactly 0 and 1 beside trained scales is the pattern of an exporter that
+folded the statistics into scale and bias: BN013 notes it once instead.
 
 ## Why it matters
 Untouched statistics mean the layer never ran in training mode: it was added after
@@ -32,9 +34,12 @@ import numpy as np
 
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
+from bnstat.rules.bn013_no_batchnorm import statistics_folded
 
 
 def check(data: RuleInput) -> Iterator[Hit]:
+    if statistics_folded(data):
+        return
     layers = data.layers
     channels = np.diff(layers.offsets)
     off_init = np.bincount(

@@ -8,7 +8,10 @@ Affine layers, channel by channel: `|weight| <= dead-weight-abs` (default 1e-6),
 In eval mode the channel outputs `weight * normalised_input + bias`; with `weight` near
 zero that is the constant `bias` whatever the input. If a ReLU follows and `bias <= 0` the
 channel is always zero; if `bias > 0` it is a fixed offset. Either way the channel carries
-no information and the convolution feeding it is wasted compute. Strong weight decay,
+no information and the convolution feeding it is wasted compute. Where the file holds
+the graph (TorchScript, `.pt2`, ONNX) the message says what actually follows: a ReLU
+(always zero for `bias <= 0`), a smooth gate such as SiLU, a residual add, or nothing
+that gates it (a constant). Strong weight decay,
 L1 sparsity on gamma (network slimming) and pruning produce such channels on purpose;
 anywhere else they are a sign of collapse during training.
 
@@ -29,6 +32,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from bnstat.layer_batch import LayerBatch
+from bnstat.readers.followers import Follower, FollowerKind
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.segments import segment_median
@@ -51,14 +55,33 @@ def dead_channel_mask(layers: LayerBatch, thresholds: Mapping[str, float]) -> np
     return dead
 
 
-def _behaviour(channels: np.ndarray, bias: np.ndarray) -> str:
-    """What the dead channels output, split by the sign of their bias."""
-    parts = []
-    if (bias <= 0).any():
-        parts.append(f"bias <= 0 in {channel_list(channels[bias <= 0])}: always zero behind a ReLU")
-    if (bias > 0).any():
-        parts.append(f"bias > 0 in {channel_list(channels[bias > 0])}: a constant offset")
-    return "; ".join(parts)
+def _behaviour(channels: np.ndarray, bias: np.ndarray, follower: Follower | None) -> str:
+    """What the dead channels output: by what follows them when the graph says, else
+    split by the sign of their bias."""
+    if follower is None:
+        parts = []
+        if (bias <= 0).any():
+            zero = channel_list(channels[bias <= 0])
+            parts.append(f"bias <= 0 in {zero}: always zero behind a ReLU")
+        if (bias > 0).any():
+            parts.append(f"bias > 0 in {channel_list(channels[bias > 0])}: a constant offset")
+        return "; ".join(parts)
+    op, they = follower.op, plural("it is", len(channels), "they are")
+    if follower.kind is FollowerKind.RELU:
+        parts = []
+        if (bias <= 0).any():
+            parts.append(f"always zero in {channel_list(channels[bias <= 0])} (bias <= 0)")
+        if (bias > 0).any():
+            parts.append(f"a constant in {channel_list(channels[bias > 0])} (bias > 0)")
+        return f"a {op} follows, so {they} {' and '.join(parts)}"
+    if follower.kind is FollowerKind.GATE:
+        return f"a {op} follows, so {they} the constant {op}(bias)"
+    if follower.kind is FollowerKind.ADD:
+        return f"a residual add follows, so {they} a constant offset in the sum"
+    if follower.kind is FollowerKind.OUTPUT:
+        outputs = plural("it as it is", len(channels), "them as they are")
+        return f"the model outputs {outputs}: a constant"
+    return f"{op} follows and receives {plural('it', len(channels), 'them')} as a constant"
 
 
 def check(data: RuleInput) -> Iterator[Hit]:
@@ -73,7 +96,7 @@ def check(data: RuleInput) -> Iterator[Hit]:
             f"(|weight| {bound(high, low, 'at most')}, layer median "
             f"{num(float(np.median(weight)))}) "
             f"{plural('outputs its', len(channels), 'output their')} bias whatever the input: "
-            f"{_behaviour(channels, bias)}",
+            f"{_behaviour(channels, bias, layers.followers[layer])}",
             tuple(int(c) for c in channels),
         )
 

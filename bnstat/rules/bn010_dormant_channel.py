@@ -2,7 +2,10 @@
 
 ## What it checks
 Live channels (not already dead per BN004) of affine layers with
-`bias + dormant-sigmas * |weight| <= 0` (default 3 sigmas).
+`bias + dormant-sigmas * |weight| <= 0` (default 3 sigmas). Where the file holds the
+graph (TorchScript, `.pt2`, ONNX), the message says what follows the layer (a ReLU, a
+smooth gate such as SiLU, a residual add), and layers that feed none of these are not
+reported: a shifted output is harmless there.
 
 ## Why it matters
 With accurate statistics the normalised input of a channel has mean 0 and variance 1,
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bnstat.readers.followers import Follower, FollowerKind
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.rules.bn004_dead_channel import dead_channel_mask
@@ -41,6 +45,9 @@ def check(data: RuleInput) -> Iterator[Hit]:
     live = layers.affine[layers.ids] & ~dead_channel_mask(layers, data.thresholds)
     dormant = live & (layers.bias + sigmas * np.abs(layers.weight) <= 0)
     for layer, channels in layers.flagged(dormant):
+        consequence = _consequence(layers.followers[layer], len(channels))
+        if consequence is None:
+            continue
         weight = np.abs(layers.of_layer(layers.weight, layer)[channels])
         bias = layers.of_layer(layers.bias, layer)[channels]
         depths = -bias / weight
@@ -49,10 +56,30 @@ def check(data: RuleInput) -> Iterator[Hit]:
         yield Hit(
             layer,
             f"{n} {channel_word(n)} {channel_list(channels)} {plural('is', n, 'are')} shifted "
-            f"{depth} standard deviations below zero: behind a ReLU "
-            f"{plural('it passes', n, 'they pass')} fewer than ~0.1% of inputs",
+            f"{depth} standard deviations below zero: {consequence}",
             tuple(int(c) for c in channels),
         )
+
+
+def _consequence(follower: Follower | None, n: int) -> str | None:
+    """What the shift does to `n` channels, given what follows the layer; None where it is
+    harmless."""
+    their, they = plural("its", n, "their"), plural("it", n, "they")
+    if follower is None:
+        return f"behind a ReLU {they} {plural('passes', n, 'pass')} fewer than ~0.1% of inputs"
+    if follower.kind is FollowerKind.RELU:
+        return f"a {follower.op} follows, which passes fewer than ~0.1% of {their} inputs"
+    if follower.kind is FollowerKind.GATE:
+        return (
+            f"a {follower.op} follows, which maps all but ~0.1% of {their} inputs to values "
+            "between -0.38 and 0"
+        )
+    if follower.kind is FollowerKind.ADD:
+        return (
+            f"a residual add follows: {they} {plural('pulls', n, 'pull')} the sum below zero, "
+            "and whether it stays there depends on the other branch"
+        )
+    return None  # no gate follows: a shifted output is just an output
 
 
 RULE = define_rule(__doc__, "BN010", "dormant-channel", Severity.INFO, check, PARAMS)

@@ -1,34 +1,69 @@
 """A checkpoint without any BatchNorm running statistics.
 
 ## What it checks
-Whether any key prefix of the checkpoint holds both `running_mean` and `running_var`.
+Whether any key prefix of the checkpoint holds both `running_mean` and `running_var`;
+and, in an ONNX model, whether the statistics were folded away: every
+BatchNormalization at mean 0 and variance 1 exactly, beside scales that are not all 1.
 
 ## Why it matters
 Nothing is wrong with the file, but bnstat has nothing to check: the model has no
 BatchNorm, uses normalisations without running statistics (LayerNorm, GroupNorm), keeps
 its statistics under other names, or had its BatchNorm folded into the convolutions for
-deployment. A CI gate that expects BatchNorm layers should know it checked none.
+deployment. Some converters (Keras-to-ONNX ones among them) keep the nodes but fold the
+statistics into them: `scale = gamma / sqrt(var + eps)`, `bias = beta - mean * scale`,
+mean 0 and variance 1. Such a model normalises correctly, and BN003 (untrained
+statistics) would be a false alarm on every layer. A model whose statistics were reset
+before export looks the same, which only its accuracy can tell. A CI gate that expects
+BatchNorm layers should know it checked none.
 
 ## Example
 An ONNX or TorchScript export produced after `torch.ao.quantization.fuse_modules`: the
-BatchNorm layers no longer exist as such.
+BatchNorm layers no longer exist as such. A Keras model converted to ONNX: every
+BatchNormalization reads zeros and ones.
 
 ## Fix
-Nothing to fix if the model has no BatchNorm by design; otherwise point bnstat at the
-unfused checkpoint.
+Nothing to fix if the model has no BatchNorm by design, or if its statistics were folded
+on export; otherwise point bnstat at the unfused checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
+from bnstat.readers.base import CheckpointFormat
 from bnstat.report import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
+
+
+def statistics_folded(data: RuleInput) -> bool:
+    """An ONNX model whose every layer reads mean 0 and variance 1 beside trained scales.
+
+    ONNX stores no batch count, so nothing else tells these from reset statistics; in a
+    torch file, reset statistics beside trained weights are a defect (BN003).
+    """
+    layers = data.layers
+    return (
+        data.format is CheckpointFormat.ONNX
+        and layers.size > 0
+        and bool(np.all(layers.mean == 0) and np.all(layers.var == 1))
+        and bool(np.any(layers.weight != 1))
+    )
 
 
 def check(data: RuleInput) -> Iterator[Hit]:
     if data.layers.size == 0:
         yield Hit(None, "no BatchNorm layers (no running_mean/running_var pairs) were found")
+    elif statistics_folded(data):
+        yield Hit(
+            None,
+            f"all {data.layers.size} BatchNormalization layers read mean 0 and variance 1 "
+            "beside trained scales: the exporter folded the statistics into scale and bias "
+            "(Keras-to-ONNX converters do), so there are no running statistics to check; "
+            "statistics reset before export would look the same, which the model's "
+            "accuracy tells",
+        )
 
 
 RULE = define_rule(__doc__, "BN013", "no-batchnorm", Severity.INFO, check)

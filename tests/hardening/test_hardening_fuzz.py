@@ -2,10 +2,12 @@
 
 Hypothesis picks a sample checkpoint and a short list of mutations from `fuzz/mutators.py`
 (truncate, flip bytes, overwrite with boundary values, insert, delete, duplicate, splice
-from another file, rewrite a pickle inside its archive, mutate zip directory fields or a
-safetensors header field). The file then goes through what `bnstat check` runs, with
-the JSON and table renderers; the outcome must be exit 0/1 (a report) or 2 with an
-expected error, never an unexpected exception, and within a time limit. CI runs a
+from another file, rewrite a pickle inside its archive, mutate zip directory fields, a
+safetensors header field, an ONNX protobuf field, a `.pt2` JSON field, a line of
+TorchScript code or a plain pickle and its nested torch streams). The file then goes
+through what `bnstat check` runs, with the JSON and table renderers; the outcome must be
+exit 0/1 (a report) or 2 with an expected error, never an unexpected exception, and
+within a time limit. CI runs a
 bounded, derandomized number of examples (BNSTAT_FUZZ_EXAMPLES overrides it); the long
 run is `fuzz/fuzz_readers.py`.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,13 +171,18 @@ def test_a_folded_model_has_no_layers_and_an_info(cli):
     assert cli("check", SAMPLES / "digits_folded.onnx", "--fail-on", "warning").exit_code == 0
 
 
-def test_computed_statistics_are_a_clear_error(tmp_path, cli):
+def with_computed_mean(name: str) -> onnx.ModelProto:
+    """The two-layer model with bn2's mean computed by an Add node into the value `name`."""
     model = two_layer_model()
     for node in model.graph.node:
         if node.name == "bn2":
-            node.input[3] = "computed_mean"
-    model.graph.node.insert(0, helper.make_node("Add", ["bn2.mean", "bn2.mean"], ["computed_mean"]))
-    result = cli("check", save(model, tmp_path / "m.onnx"))
+            node.input[3] = name
+    model.graph.node.insert(0, helper.make_node("Add", ["bn2.mean", "bn2.mean"], [name]))
+    return model
+
+
+def test_computed_statistics_are_a_clear_error(tmp_path, cli):
+    result = cli("check", save(with_computed_mean("computed_mean"), tmp_path / "m.onnx"))
     assert result.exit_code == 2
     assert "bn2: its running_mean (computed_mean) comes from a Add node" in result.stderr
 
@@ -237,3 +243,46 @@ def test_a_huge_constant_of_shape_is_refused_not_expanded(tmp_path, cli):
     bn1.input[3] = bn1.input[4] = "bn1.weight"  # 2**40 channels of one stored value
     result = cli("check", save(model, tmp_path / "m.onnx"))
     assert result.exit_code == 2 and "over the limit" in result.stderr
+
+
+def with_bytes_in(path: Path, placeholder: str) -> Path:
+    """The saved model with `placeholder` (a name in it) overwritten by invalid UTF-8."""
+    data = path.read_bytes()
+    assert placeholder.encode() in data
+    path.write_bytes(
+        data.replace(placeholder.encode(), b"\xff\xfe" + b"X" * (len(placeholder) - 2))
+    )
+    return path
+
+
+def test_a_node_name_that_is_not_utf8_is_read_as_text(tmp_path, cli):
+    """protobuf hands such a name out as bytes: it is decoded, not a crash."""
+    path = with_bytes_in(
+        save(two_layer_model(bn_names=("bnNAME", "bn2")), tmp_path / "m.onnx"), "bnNAME"
+    )
+    assert isinstance(
+        next(n for n in onnx.load(path).graph.node if n.op_type == "BatchNormalization").name, bytes
+    )
+    result, entry = layers_of(cli, path)
+    assert result.exit_code == 0, result.stderr
+    assert [layer["name"] for layer in entry["layers"]] == ["\ufffd\ufffdXXXX", "bn2"]
+
+
+def test_a_computed_input_whose_name_is_not_utf8_is_a_clean_error(tmp_path, cli):
+    path = with_bytes_in(save(with_computed_mean("INPUTNAME"), tmp_path / "m.onnx"), "INPUTNAME")
+    result = cli("check", path)
+    assert result.exit_code == 2
+    assert "bn2: its running_mean (\ufffd\ufffdXXXXXXX) comes from a Add node" in result.stderr
+
+
+def test_an_external_location_that_is_not_utf8_is_a_clean_error(tmp_path, cli):
+    model = two_layer_model()
+    for tensor in model.graph.initializer:
+        if tensor.name == "bn1.var":
+            tensor.ClearField("raw_data")
+            tensor.data_location = TensorProto.EXTERNAL
+            tensor.external_data.add(key="location", value="LOCATION.bin")
+    path = with_bytes_in(save(model, tmp_path / "m.onnx"), "LOCATION.bin")
+    result = cli("check", path)
+    assert result.exit_code == 2 and "unexpected" not in result.stderr
+    assert "external data file \ufffd\ufffdXXXXXXXXXX cannot be read" in result.stderr
