@@ -28,7 +28,7 @@ import torch
 
 from bnstat.errors import ModelError
 from bnstat.recalibrate import distributed
-from bnstat.recalibrate.accumulator import ChannelMoments, Moments
+from bnstat.recalibrate.accumulator import Moments
 from bnstat.recalibrate.cache import CacheUse
 from bnstat.recalibrate.passes import BatchSource, Passes, PassRecord, Progress, Silent
 from bnstat.recalibrate.runtime import Runtime
@@ -128,31 +128,14 @@ class _Exact:
 
 
 def _train_average(runtime: Runtime, passes: Passes) -> PassRecord:
-    """Average of per-call batch means and unbiased variances, BatchNorm in training mode."""
-    names = [layer.name for layer in runtime.layers]
-    totals = {
-        layer.name: torch.zeros(2, layer.channels, dtype=torch.float64) for layer in runtime.layers
-    }
-    calls = dict.fromkeys(names, 0)
-
-    def step(_index: int, batch: torch.Tensor) -> None:
-        for name, values in probe.run(runtime.model_input(batch)):
-            one = ChannelMoments(values.shape[1], values.device)
-            one.update(values)
-            moments = one.compute()
-            totals[name] += torch.stack([moments.mean, moments.var])
-            calls[name] += 1
-
-    with runtime.batch_statistics():
-        probe = runtime.probe(names)
-        try:
-            record = passes.over_data("train-average", step, merge_singleton=True)
-        finally:
-            probe.close()
-    for name in names:
-        local = calls[name]
-        mean, var = distributed.batch_weighted_mean(totals[name] / max(local, 1), local)
-        moments = Moments(mean, var, local)
+    """Average of per-call batch means and unbiased variances, BatchNorm in training mode;
+    in a distributed run, the average over every process's calls."""
+    averages, record = runtime.train_average(passes)
+    for name, local in averages.items():
+        mean, var = distributed.batch_weighted_mean(
+            torch.stack([local.mean, local.var]), local.count
+        )
+        moments = Moments(mean, var, local.count)
         moments.require_finite(name)
         runtime.set_statistics(name, moments, distributed.total(record.batches))
     return record

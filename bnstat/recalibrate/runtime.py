@@ -8,7 +8,8 @@ same things of each (`runtimes/` has one adapter per kind, chosen by checkpoint 
 - its graph as the scheduler sees it (`schedule.Op`s), and a runnable segment for each
   piece of the plan, so that an exact sweep costs one forward pass;
 - a probe that runs whole batches and hands over the inputs of chosen layers (the
-  fallback sweep, the verification pass, the train-mode average);
+  fallback sweep, the verification pass, the data diagnosis);
+- the train-mode average, where the runtime can train;
 - the statistics it computes with, which the estimators replace layer by layer, rounded
   to the dtype the file stores;
 - a way to write them back into the checkpoint, changing nothing else.
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import torch
 
 from bnstat.recalibrate.accumulator import Moments
+from bnstat.recalibrate.passes import Passes, PassRecord
 from bnstat.recalibrate.schedule import Op, SegmentSpec
 
 
@@ -123,8 +125,9 @@ class Runtime(Protocol):
     def running(self) -> AbstractContextManager[Outcome]:
         """Modes and momenta kept, no autograd; the old statistics back unless succeeded."""
 
-    def batch_statistics(self) -> AbstractContextManager[None]:
-        """BatchNorm normalising with batch statistics (training mode), for train-average."""
+    def train_average(self, passes: Passes) -> tuple[dict[str, Moments], PassRecord]:
+        """One pass with BatchNorm in training mode: per layer, the average over its calls
+        of each call's batch mean and unbiased variance (count: the calls)."""
 
     def write(self, output: Path, in_place: bool) -> None:
         """Write the checkpoint with the current statistics to `output`, atomically."""

@@ -196,3 +196,13 @@ def test_the_eps_of_a_traced_module_comes_from_its_graph(digits):
     runtime = ScriptRuntime(torch.jit.trace(model, digits[:4]), CPU)
     eps = {layer.name: layer.eps for layer in runtime.layers}
     assert eps["block1.bn2"] == pytest.approx(1e-3) and eps["stem.bn"] == pytest.approx(1e-5)
+
+
+def test_a_scripted_module_gets_the_same_train_average_through_its_probe(digits):
+    eager_model = digits_model("stats_reset.safetensors")
+    scripted = torch.jit.script(copy.deepcopy(eager_model))
+    estimate(eager(eager_model), InMemory(digits, 32), Method.TRAIN_AVERAGE, verify=False)
+    estimate(ScriptRuntime(scripted, CPU), InMemory(digits, 32), Method.TRAIN_AVERAGE, verify=False)
+    for name, value in eager_model.state_dict().items():
+        if "running" in name:
+            torch.testing.assert_close(scripted.state_dict()[name], value, rtol=1e-5, atol=1e-7)

@@ -136,17 +136,6 @@ class TorchRuntime:
                     for (name, buffer), value in saved.items():
                         getattr(self.holders[name], buffer).copy_(value)
 
-    @contextmanager
-    def batchnorm_training(self) -> Iterator[None]:
-        """BatchNorm modules in training mode (dropout and the rest stay in eval mode)."""
-        for module in self.holders.values():
-            module.train()
-        try:
-            yield
-        finally:
-            for module in self.holders.values():
-                module.eval()
-
     def write(self, output: Path, in_place: bool) -> None:
         """The checkpoint with every layer's buffers as they are now."""
         assert self.checkpoint is not None, "a model built in memory has no file to write"

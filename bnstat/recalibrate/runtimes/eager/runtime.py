@@ -11,14 +11,13 @@ captured graph it checks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
 from bnstat.errors import BnstatError
-from bnstat.recalibrate.passes import model_call
+from bnstat.recalibrate.passes import Passes, model_call
 from bnstat.recalibrate.runtime import Capture, Layer
 from bnstat.recalibrate.runtimes.eager.autograd_graph import call_graph
 from bnstat.recalibrate.runtimes.eager.capture import METHODS, CaptureFailed
@@ -26,6 +25,7 @@ from bnstat.recalibrate.runtimes.eager.hooks import HookProbe, call_order
 from bnstat.recalibrate.runtimes.fx_graph import FxGraph, FxSegment
 from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint, TorchRuntime, batchnorm_modules
 from bnstat.recalibrate.schedule import SegmentSpec
+from bnstat.recalibrate.train_average import Averages, native
 
 
 class EagerRuntime(TorchRuntime):
@@ -94,5 +94,5 @@ class EagerRuntime(TorchRuntime):
     def probe(self, layers: Sequence[str]) -> HookProbe:
         return HookProbe(self.module, self.modules, {name: self._calls[name] for name in layers})
 
-    def batch_statistics(self) -> AbstractContextManager[None]:
-        return self.batchnorm_training()
+    def train_average(self, passes: Passes) -> Averages:
+        return native(self, self.modules, passes)

@@ -9,7 +9,6 @@ that size, and the samples of a last, smaller batch are left out and reported.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from bnstat.recalibrate.model_source import (
     refuse_code,
     run_loader,
 )
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.runtime import Capture, Layer
 from bnstat.recalibrate.runtimes.exported.program import (
     call_name,
@@ -34,6 +34,7 @@ from bnstat.recalibrate.runtimes.exported.program import (
 from bnstat.recalibrate.runtimes.fx_graph import FxGraph, FxProbe, FxSegment
 from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint, TorchRuntime
 from bnstat.recalibrate.schedule import SegmentSpec
+from bnstat.recalibrate.train_average import Averages
 
 
 def leaves(model_input: Any) -> tuple[Any, ...]:
@@ -74,7 +75,7 @@ class ExportedRuntime(TorchRuntime):
     def probe(self, layers: Sequence[str]) -> FxProbe:
         return self.graph.probe(layers)
 
-    def batch_statistics(self) -> AbstractContextManager[None]:
+    def train_average(self, passes: Passes) -> Averages:
         raise ModelError(
             "--method train-average needs training mode, and a torch.export program runs in "
             "the mode it was exported in: use the default method"

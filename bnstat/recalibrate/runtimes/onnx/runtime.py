@@ -11,7 +11,7 @@ batch count.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from bnstat.readers.onnx_model import StoredTensors, load_model
 from bnstat.recalibrate.accumulator import Moments
 from bnstat.recalibrate.data.options import MODES
 from bnstat.recalibrate.model_source import ModelRequest, refuse_arch
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.runtime import Capture, Layer, Outcome
 from bnstat.recalibrate.runtimes.onnx.segments import OnnxGraph, OnnxSegment
 from bnstat.recalibrate.runtimes.onnx.session import (
@@ -38,6 +39,7 @@ from bnstat.recalibrate.runtimes.onnx.session import (
 )
 from bnstat.recalibrate.runtimes.onnx.writer import write_onnx
 from bnstat.recalibrate.schedule import SegmentSpec
+from bnstat.recalibrate.train_average import Averages
 
 
 def _model_input(model: Any, key: str | None) -> tuple[str, int | None]:
@@ -148,7 +150,7 @@ class OnnxRuntime:
             if not outcome.succeeded:
                 self.stats.update(saved)
 
-    def batch_statistics(self) -> AbstractContextManager[None]:
+    def train_average(self, passes: Passes) -> Averages:
         raise UsageError(
             "--method train-average trains a torch model; an ONNX model is recalibrated "
             "with --method exact"

@@ -68,6 +68,9 @@ def new_session(model: ModelProto, chosen: list[Any]) -> Any:
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the stored statistics it no longer reads are no news
+    # onnxruntime's threads spin for work after each run by default, taking the cores
+    # from the torch reductions that measure its outputs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model.SerializeToString(), options, providers=chosen)
     except Exception as err:

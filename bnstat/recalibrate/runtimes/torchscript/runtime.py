@@ -10,7 +10,6 @@ for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 
 import torch
 
@@ -23,6 +22,7 @@ from bnstat.recalibrate.model_source import (
     refuse_code,
     run_loader,
 )
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.runtime import Capture, Layer
 from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint, TorchRuntime, batchnorm_modules
 from bnstat.recalibrate.runtimes.torchscript.graph import (
@@ -32,6 +32,7 @@ from bnstat.recalibrate.runtimes.torchscript.graph import (
     constant,
 )
 from bnstat.recalibrate.schedule import SegmentSpec
+from bnstat.recalibrate.train_average import Averages, probed
 
 DEFAULT_EPS = 1e-5
 
@@ -84,13 +85,13 @@ class ScriptRuntime(TorchRuntime):
     def probe(self, layers: Sequence[str]) -> ScriptProbe:
         return self.graph.probe(layers)
 
-    def batch_statistics(self) -> AbstractContextManager[None]:
+    def train_average(self, passes: Passes) -> Averages:
         if self._frozen:
             raise ModelError(
                 "--method train-average needs training mode, and a traced TorchScript model "
                 "runs BatchNorm in the mode it was traced in: use the default method"
             )
-        return self.batchnorm_training()
+        return probed(self, self.modules, passes)
 
 
 def open_torchscript(raw: RawCheckpoint, request: ModelRequest) -> ScriptRuntime:
