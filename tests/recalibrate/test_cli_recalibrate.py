@@ -335,3 +335,21 @@ def test_the_report_says_what_the_model_was_fed(cli, tmp_path):
         "--mean", "0.5", "--std", "0.25",
     )  # fmt: skip
     assert "resized to 8x8" in table.stdout and "(x / 255 - 0.5) / 0.25" in table.stdout
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".txt", ""])
+def test_an_output_extension_bnstat_cannot_write_is_refused(cli, tmp_path, suffix):
+    output = tmp_path / f"fixed{suffix}"
+    result = recalibrate(cli, SAMPLES / "stats_reset.safetensors", output, "--arch", ARCH)
+    assert result.exit_code == 2 and "bnstat writes .pt, .pth, .bin" in result.stderr
+    assert ".safetensors" in result.stderr and not output.exists()
+
+
+def test_a_single_sample_is_too_few_for_a_batchnorm1d_head(cli, tmp_path):
+    output = tmp_path / "fixed.safetensors"
+    result = recalibrate(
+        cli, SAMPLES / "stats_reset.safetensors", output, "--arch", ARCH, "--max-samples", "1"
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "layer fc_bn received 1 value per channel" in result.stderr
+    assert "non-finite" not in result.stderr and not output.exists()
