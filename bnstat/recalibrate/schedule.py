@@ -187,6 +187,9 @@ def plan(ops: Sequence[Op]) -> Plan:
     analysis = _Analysis(ops)
     if not analysis.calls:
         raise Unsegmentable("the graph has no BatchNorm calls")
+    for layer, calls in analysis.calls.items():
+        if any(analysis.producer.get(analysis.call_input(i)) not in analysis.data for i in calls):
+            raise Unsegmentable(f"layer {layer} normalises a value that no input reaches")
     needed = _needed(analysis)
     stage, front = _stages(analysis, needed)
     readers: dict[int, set[int]] = defaultdict(set)  # cached value -> stages that read it

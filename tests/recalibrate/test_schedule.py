@@ -148,3 +148,9 @@ def test_a_deep_chain_is_scheduled_in_linear_passes():
     result = plan(ops)
     assert len(result.segments) == 3000
     assert all(len(s.measure) == 1 for s in result.segments)
+
+
+def test_a_layer_that_normalises_a_constant_is_refused():
+    ops = [Op((), (X,), is_input=True), Op((), (1,)), Op((1,), (2,), layer="a")]
+    with pytest.raises(Unsegmentable, match="layer a normalises a value that no input reaches"):
+        plan(ops)
