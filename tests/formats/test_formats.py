@@ -56,11 +56,12 @@ def test_every_format_has_an_emitter():
     assert set(EMITTERS) == set(OutputFormat)
 
 
+@pytest.mark.parametrize("view", list(View))
 @pytest.mark.parametrize("fmt", list(OutputFormat))
-def test_golden_output(shared, fmt):
+def test_golden_output(shared, fmt, view):
     """The table at 80 columns, the width of a pipe without COLUMNS."""
-    text = render(shared, fmt, View.INSPECT, width=80).replace(__version__, "VERSION")
-    golden = GOLDEN / f"report.{SUFFIX[fmt]}"
+    text = render(shared, fmt, view, width=80).replace(__version__, "VERSION")
+    golden = GOLDEN / f"{view.value}.{SUFFIX[fmt]}"
     if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8")
