@@ -19,17 +19,27 @@ import numpy as np
 
 from bnstat import __version__
 from bnstat.discovery import LayerRefs, models_in
-from bnstat.errors import BnstatError, CheckpointError, UsageError
+from bnstat.errors import (
+    BnstatError,
+    CheckpointError,
+    MissingDependencyError,
+    UnsafeCheckpointError,
+    UnsupportedCheckpointError,
+    UsageError,
+    internal_error,
+)
 from bnstat.layer_batch import LayerBatch, read_layers
 from bnstat.layout import StateDict
 from bnstat.readers import RawCheckpoint, open_checkpoint
 from bnstat.readers.base import printable
-from bnstat.report import (
+from bnstat.report.inspection import (
     ChannelValues,
     CheckpointReport,
     Distribution,
+    ErrorKind,
     Finding,
     LayerReport,
+    ReadError,
     Report,
 )
 from bnstat.rules import RULES
@@ -103,15 +113,24 @@ def _analyze_one(
 ) -> list[CheckpointReport]:
     try:
         return analyze_file(path, settings, data, progress)
-    except BnstatError as err:
+    except Exception as err:  # a bad file, or a bug: either way the other files still run
         if debug:
             raise
-        return [CheckpointReport(path=str(path), format=None, error=printable(str(err)))]
-    except Exception as err:  # a bug or an input nobody foresaw: report it, keep going
-        if debug:
-            raise
-        message = f"unexpected {type(err).__name__}: {err} (rerun with --debug for details)"
-        return [CheckpointReport(path=str(path), format=None, error=printable(message))]
+        return [CheckpointReport(path=str(path), format=None, error=read_error(err))]
+
+
+def read_error(err: Exception) -> ReadError:
+    """Why a checkpoint could not be read, by the kind of the error; any exception that
+    is not one of bnstat's own is a bug."""
+    if not isinstance(err, BnstatError):
+        return ReadError(ErrorKind.INTERNAL, printable(internal_error(err)))
+    if isinstance(err, UnsafeCheckpointError):
+        kind = ErrorKind.UNSAFE
+    elif isinstance(err, UnsupportedCheckpointError | MissingDependencyError):
+        kind = ErrorKind.UNSUPPORTED
+    else:
+        kind = ErrorKind.UNREADABLE
+    return ReadError(kind, printable(str(err)))
 
 
 def analyze_file(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from bnstat.data_fit import ChannelFit, fit, layer_data
 from bnstat.layer_batch import LayerBatch
-from bnstat.report import DataRun, LayerReport
+from bnstat.report.inspection import DataRun, LayerReport
 from bnstat.rules.base import DataFacts
 
 if TYPE_CHECKING:

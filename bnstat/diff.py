@@ -15,60 +15,18 @@ channel counts) are matched by order. The report says which matching was used.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bnstat.analysis import analyze_file
-from bnstat.drift import Drift, drift
+from bnstat.drift import drift
 from bnstat.errors import UsageError
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report import CheckpointReport, LayerReport
+from bnstat.report.diff import DiffReport, DiffSide, LayerDiff, Matching
+from bnstat.report.inspection import CheckpointReport, LayerReport
 from bnstat.settings import Settings
-
-
-class Matching(str, enum.Enum):
-    """How the layers of A and B were paired; the values are the JSON report's."""
-
-    NAME = "name"
-    MODULE_PATH = "module-path"  # ONNX node names read as the module paths they carry
-    ORDER = "order"  # same channel counts in the same order
-
-    @property
-    def description(self) -> str:
-        return {
-            Matching.NAME: "layers matched by name",
-            Matching.MODULE_PATH: "layers matched by the module paths in ONNX node names",
-            Matching.ORDER: "layers matched by order and channel count (their names differ)",
-        }[self]
-
-
-@dataclass(frozen=True)
-class LayerDiff:
-    name: str  # A's name (B's for a layer only in B)
-    channels: tuple[int | None, int | None]  # in A and in B (None: not there)
-    drift: Drift | None  # None unless the layer is in both with the same channels
-    weight_change: float | None  # largest |gamma_B - gamma_A| / largest |gamma_A|
-    name_b: str | None = None  # B's name for the layer, where it differs from A's
-
-    @property
-    def changed(self) -> bool:
-        return self.drift is None or self.drift.changed > 0 or bool(self.weight_change)
-
-
-@dataclass(frozen=True)
-class DiffReport:
-    a: CheckpointReport
-    b: CheckpointReport
-    layers: tuple[LayerDiff, ...]
-    matching: Matching = Matching.NAME
-
-    @property
-    def changed(self) -> tuple[LayerDiff, ...]:
-        return tuple(layer for layer in self.layers if layer.changed)
 
 
 def _model(path: Path, settings: Settings, source: str | None) -> CheckpointReport:
@@ -153,9 +111,12 @@ def diff_checkpoints(
     settings: Settings,
     source_a: str | None = None,
     source_b: str | None = None,
+    fail_on_change: bool = False,
 ) -> DiffReport:
     """Per-layer drift from checkpoint `a` to checkpoint `b` (both read as `inspect` reads),
     `source_a` and `source_b` choosing the model of a file that holds several."""
     old, new = _model(a, settings, source_a), _model(b, settings, source_b)
     pairs, matching = _pairs(old, new)
-    return DiffReport(old, new, tuple(_layer(x, y) for x, y in pairs), matching)
+    side_a, side_b = (DiffSide(side.path, side.source, side.format or "") for side in (old, new))
+    layers = tuple(_layer(x, y) for x, y in pairs)
+    return DiffReport(side_a, side_b, layers, matching, fail_on_change)

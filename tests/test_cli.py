@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import torch
 
-from bnstat.formats import OutputFormat
+from bnstat.formats import InspectFormat
 from bnstat.rules import RULES
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "report-v1.schema.json").read_text())
@@ -41,7 +41,7 @@ def test_check_table_lists_findings_without_layer_table(cli, dead):
     assert "BN004" in result.stdout and "running_mean" not in result.stdout
 
 
-@pytest.mark.parametrize("fmt", list(OutputFormat))
+@pytest.mark.parametrize("fmt", list(InspectFormat))
 @pytest.mark.parametrize("command", ["inspect", "check"])
 def test_every_format_renders(cli, dead, fmt, command):
     result = cli(command, dead, "--format", fmt.value)

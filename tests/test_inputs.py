@@ -15,9 +15,9 @@ import struct
 import pytest
 from zoo import SAMPLES
 
-from bnstat.formats import OutputFormat
+from bnstat.formats import InspectFormat
 
-FORMATS = [fmt.value for fmt in OutputFormat]
+FORMATS = [fmt.value for fmt in InspectFormat]
 
 
 def assert_one_line_exit_2(result, *needles: str) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bnstat.dtypes import DTYPES, DType, encode
-from bnstat.errors import BnstatError, CheckpointError, MissingDependencyError
+from bnstat.errors import (
+    BnstatError,
+    CheckpointError,
+    MissingDependencyError,
+    UnsupportedCheckpointError,
+)
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
 from bnstat.readers.onnx_graph import (
     BATCHNORM,
@@ -236,7 +241,9 @@ class StoredTensors:
     def tensor_ref(self, tensor: TensorProto, what: str) -> TensorRef:
         name = ONNX_DTYPES.get(tensor.data_type)
         if name is None:
-            raise CheckpointError(f"{what} has ONNX data type {tensor.data_type}, not supported")
+            raise UnsupportedCheckpointError(
+                f"{what} has ONNX data type {tensor.data_type}, not supported"
+            )
         dtype = DTYPES[name]
         shape = tuple(tensor.dims)
         if min(shape, default=0) < 0:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnstat.dtypes import DType
-from bnstat.errors import CheckpointError
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 from bnstat.readers.base import RawCheckpoint, printable
 from bnstat.readers.pickle_allowlist import (
     ALLOWED,
@@ -189,7 +189,7 @@ class _Unpickler(pickle.Unpickler):
         if not isinstance(key, str) or len(key) > 4096 or not is_count(numel):
             raise CheckpointError("a storage has a malformed key or size")
         if len(pid) > 5 and pid[5] is not None:
-            raise CheckpointError("storage views from pre-0.4 torch are not supported")
+            raise UnsupportedCheckpointError("storage views from pre-0.4 torch are not supported")
         return StorageRef(kind.dtype, self._resolve(key, kind.dtype, numel), self._big_endian)
 
 

@@ -11,7 +11,7 @@ import enum
 import stat
 from pathlib import Path
 
-from bnstat.errors import CheckpointError
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 from bnstat.readers.onnx_model import looks_like_onnx
 from bnstat.readers.plain_pickle import is_plain_pickle
 from bnstat.readers.safetensors_file import is_shard_index, looks_like_safetensors
@@ -77,11 +77,13 @@ def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
     if is_plain_pickle(head):
         return Container.PLAIN_PICKLE
     if tar_magic == b"ustar":
-        raise CheckpointError("a tar archive (torch < 0.4 format?): not supported")
+        raise UnsupportedCheckpointError("a tar archive (torch < 0.4 format?): not supported")
     for magic, what in _NOT_SUPPORTED:
         if head.startswith(magic):
-            raise CheckpointError(f"{what}")
+            raise UnsupportedCheckpointError(what)
     if head.startswith(b"PK"):
         raise CheckpointError("a truncated or corrupt zip archive")
     preview = head[:8].hex(" ")
-    raise CheckpointError(f"not a checkpoint format bnstat reads (first bytes: {preview})")
+    raise UnsupportedCheckpointError(
+        f"not a checkpoint format bnstat reads (first bytes: {preview})"
+    )

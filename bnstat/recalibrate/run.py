@@ -19,8 +19,9 @@ from bnstat.recalibrate.estimator import Method, estimate
 from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
 from bnstat.recalibrate.passes import Progress
 from bnstat.recalibrate.runtimes import open_runtime
-from bnstat.recalibrate.summary import RecalibrationReport, summarize
+from bnstat.recalibrate.summary import summarize
 from bnstat.recalibrate.target import check_target
+from bnstat.report.recalibration import RecalibrationReport
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,20 @@
-"""The findings model: immutable records that every output format renders.
+"""The findings model of `inspect` and `check`: immutable records every format renders.
 
 Analysis produces a `Report`; formats turn it into text; the CLI writes the text and
-returns `exit_code(report, fail_on)`. Nothing here does I/O.
+turns the report's `verdict` into an exit code. A checkpoint that could not be read
+carries a `ReadError`, whose kind tells a bad file from a bug. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from bnstat.report.verdict import Verdict
 
-from bnstat.wording import counted
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Severity(str, enum.Enum):
@@ -121,6 +123,23 @@ class Finding:
     fix: str
 
 
+class ErrorKind(str, enum.Enum):
+    """Why a checkpoint could not be read."""
+
+    UNREADABLE = "unreadable"  # missing, empty, truncated, corrupt, over a safety limit
+    UNSAFE = "unsafe"  # its content can only be had by running code from it
+    UNSUPPORTED = "unsupported"  # a format (or a part of one) bnstat does not read here
+    INTERNAL = "internal"  # a bug in bnstat: an exception nobody foresaw
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """What went wrong with one checkpoint, in one line."""
+
+    kind: ErrorKind
+    message: str
+
+
 @dataclass(frozen=True)
 class CheckpointReport:
     """One model found in one file; a file holding `model` and `ema` gives two of these."""
@@ -128,7 +147,7 @@ class CheckpointReport:
     path: str
     format: str | None
     source: str | None = None  # where the state dict sits in the file ("ema", "state_dict")
-    error: str | None = None
+    error: ReadError | None = None
     layers: tuple[LayerReport, ...] = ()
     findings: tuple[Finding, ...] = ()
     stripped_prefix: str = ""
@@ -174,26 +193,12 @@ class Report:
             skipped=self.skipped,
         )
 
-
-def exit_code(report: Report) -> int:
-    """2 if an input could not be read, 1 if a finding reaches --fail-on, else 0."""
-    if any(c.error is not None for c in report.checkpoints):
-        return 2
-    return 1 if any(report.fail_on.fails(f.severity) for f in report.findings) else 0
-
-
-def exit_reason(report: Report) -> str:
-    """One line saying why the exit code is what it is: unreadable inputs first, then
-    the findings at or above --fail-on, or those below it."""
-    code, summary, fail_on = exit_code(report), report.summary, report.fail_on
-    counts = [(summary.error, "error"), (summary.warning, "warning"), (summary.info, "info")]
-    failing = [counted(n, name) for n, name in counts if n and fail_on.fails(Severity(name))]
-    passing = [counted(n, name) for n, name in counts if n and not fail_on.fails(Severity(name))]
-    reasons = []
-    if code == 2:
-        reasons.append(f"{counted(summary.unreadable, 'input')} could not be read")
-    if failing:
-        reasons.append(f"{', '.join(failing)} at or above --fail-on {fail_on.value}")
-    elif passing:
-        reasons.append(f"{', '.join(passing)} below --fail-on {fail_on.value}")
-    return f"exit {code}: {'; '.join(reasons) or 'no findings'}"
+    @property
+    def verdict(self) -> Verdict:
+        """UNREADABLE if an input could not be read, FAILED if a finding reaches
+        --fail-on, else PASSED."""
+        if any(c.error is not None for c in self.checkpoints):
+            return Verdict.UNREADABLE
+        if any(self.fail_on.fails(f.severity) for f in self.findings):
+            return Verdict.FAILED
+        return Verdict.PASSED

@@ -17,7 +17,7 @@ import numpy as np
 from bnstat.data_fit import ChannelFit
 from bnstat.layer_batch import LayerBatch
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report import Severity
+from bnstat.report.inspection import Severity
 from bnstat.wording import plural
 
 SECTIONS = ("What it checks", "Why it matters", "Example", "Fix")

@@ -20,6 +20,14 @@ from zoo import REPO
 
 from bnstat import __version__
 from bnstat.cli import app
+from bnstat.formats import (
+    DiffFormat,
+    RecalibrationFormat,
+    RulesFormat,
+    diff_emitter,
+    recalibration_emitter,
+    rules_emitter,
+)
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 SUFFIX = {"table": "txt", "text": "txt", "json": "json", "markdown": "md"}
@@ -30,11 +38,23 @@ RECALIBRATE = [
 ]  # fmt: skip
 CASES = {
     "diff": (["diff", "sample_checkpoints/bn004_dead_channel.pt", "sample_checkpoints/healthy.pt"],
-             ["table", "json"]),
-    "rules": (["rules"], ["text", "markdown", "json"]),
-    "rule": (["rules", "BN004"], ["text", "markdown", "json"]),
-    "recalibrate": (RECALIBRATE, ["table", "json"]),
+             list(DiffFormat)),
+    "rules": (["rules"], list(RulesFormat)),
+    "rule": (["rules", "BN004"], list(RulesFormat)),
+    "recalibrate": (RECALIBRATE, list(RecalibrationFormat)),
 }  # fmt: skip
+EMITTERS = [
+    *((diff_emitter, fmt) for fmt in DiffFormat),
+    *((rules_emitter, fmt) for fmt in RulesFormat),
+    *((recalibration_emitter, fmt) for fmt in RecalibrationFormat),
+]
+
+
+@pytest.mark.parametrize(("emitter", "fmt"), EMITTERS)
+def test_every_format_has_an_emitter(emitter, fmt):
+    assert callable(emitter(fmt))
+
+
 LONG_FLOAT = re.compile(r"-?\d+\.\d{7,}(?:e[-+]?\d+)?")
 SECONDS = re.compile(r"(\d+\.\d+ s\b|\"seconds\": [0-9.e-]+)")
 ROUNDING = re.compile(r"\b\d\.\de-(0[6-9]|[1-9]\d)\b|\b\d\.\d+e-(0[6-9]|[1-9]\d)\b")
@@ -56,10 +76,10 @@ def test_golden_output(case, fmt, tmp_path, monkeypatch):
     args, _ = CASES[case]
     if case == "recalibrate":
         args = [*args, "--output", "fixed.safetensors"]
-    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, [*args, "--format", fmt])
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, [*args, "--format", fmt.value])
     assert result.exit_code == 0, result.stderr
     text = blanked(result.stdout)
-    golden = GOLDEN / f"{case}.{SUFFIX[fmt]}"
+    golden = GOLDEN / f"{case}.{SUFFIX[fmt.value]}"
     if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8")

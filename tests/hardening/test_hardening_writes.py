@@ -68,18 +68,24 @@ def test_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
         pass
 
 
+# A program using the library: SIGTERM reaches it as `Terminated`, after the cleanup, and
+# the program ends as the CLI does, with 143.
 _SLOW_WRITER = r"""
 import sys, time
 from pathlib import Path
 from bnstat.atomic import atomic_output
-with atomic_output(Path(sys.argv[1])) as temporary:
-    with open(temporary, "wb") as handle:
-        for chunk in range(400):
-            handle.write(b"x" * 65536)
-            handle.flush()
-            if chunk == 8:
-                print("bnstat-test: writing", file=sys.stderr, flush=True)
-            time.sleep(0.02)
+from bnstat.termination import Terminated
+try:
+    with atomic_output(Path(sys.argv[1])) as temporary:
+        with open(temporary, "wb") as handle:
+            for chunk in range(400):
+                handle.write(b"x" * 65536)
+                handle.flush()
+                if chunk == 8:
+                    print("bnstat-test: writing", file=sys.stderr, flush=True)
+                time.sleep(0.02)
+except Terminated:
+    sys.exit(143)
 print("bnstat-test: done", file=sys.stderr, flush=True)
 """
 

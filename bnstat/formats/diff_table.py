@@ -1,16 +1,14 @@
-"""`bnstat diff` as a terminal table or as JSON."""
+"""`bnstat diff` as a terminal table: per layer the drift, and whether it changed."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from rich.text import Text
 
-from bnstat.diff import DiffReport, LayerDiff
+from bnstat.formats.display import Display
 from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.table import string_console, text_of
-from bnstat.formats.text import checkpoint_title, finite_or_none, number
+from bnstat.formats.text import checkpoint_title, number
+from bnstat.report.diff import DiffReport, LayerDiff
 from bnstat.wording import counted, span
 
 
@@ -41,8 +39,9 @@ def _numbers(layer: LayerDiff) -> list[str]:
     ]
 
 
-def render_diff_table(report: DiffReport, color: bool = False, width: int = 120) -> str:
-    console, buffer = string_console(color, width)
+def render_diff_table(report: DiffReport, display: Display) -> str:
+    width = display.width
+    console, buffer = string_console(display.color, width)
     console.print(
         Text(f"A: {checkpoint_title(report.a)}\nB: {checkpoint_title(report.b)}", style="bold")
     )
@@ -64,35 +63,3 @@ def render_diff_table(report: DiffReport, color: bool = False, width: int = 120)
         )
     )
     return text_of(buffer)
-
-
-def render_diff_json(report: DiffReport) -> str:
-    layers: list[dict[str, Any]] = []
-    for layer in report.layers:
-        moved = layer.drift
-        layers.append(
-            {
-                "name": layer.name,
-                "name_b": layer.name_b,
-                "channels": list(layer.channels),
-                "mean_shift": finite_or_none(moved.mean_shift) if moved else None,
-                "var_ratio": [
-                    finite_or_none(moved.var_ratio_low),
-                    finite_or_none(moved.var_ratio_high),
-                ]
-                if moved
-                else None,
-                "weight_change": finite_or_none(layer.weight_change),
-                "channels_moved": moved.changed if moved else None,
-                "changed": layer.changed,
-            }
-        )
-    body = {
-        "schema_version": 1,
-        "a": {"path": report.a.path, "source": report.a.source},
-        "b": {"path": report.b.path, "source": report.b.source},
-        "matching": report.matching.value,
-        "layers": layers,
-        "changed": len(report.changed),
-    }
-    return json.dumps(body, indent=2) + "\n"

@@ -1,25 +1,24 @@
-"""The recalibration report as a terminal table or as JSON (`--report FILE`)."""
+"""The recalibration report as a terminal table: per layer how far the statistics moved
+and how exact they are, then what the run did (data, strategy, cache, passes, output)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from rich.text import Text
 
+from bnstat.formats.display import Display
 from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.table import string_console, text_of
-from bnstat.formats.text import finite_or_none, number
-from bnstat.recalibrate.cache import CacheUse
-from bnstat.recalibrate.summary import LayerChange, RecalibrationReport
+from bnstat.formats.text import number
+from bnstat.report.recalibration import CacheUse, LayerChange, RecalibrationReport
 
 
 def _ratio_range(layer: LayerChange) -> str:
     return f"{number(layer.var_ratio_low)} .. {number(layer.var_ratio_high)}"
 
 
-def render_recalibration(report: RecalibrationReport, color: bool = False, width: int = 120) -> str:
-    console, buffer = string_console(color, width)
+def render_recalibration_table(report: RecalibrationReport, display: Display) -> str:
+    width = display.width
+    console, buffer = string_console(display.color, width)
     layers = report.layers
     columns = [
         Column("layer", [layer.name or "(top level)" for layer in layers], "left", kind="name"),
@@ -95,60 +94,3 @@ def _cache_line(cache: CacheUse) -> str:
 
 def megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
-
-
-def recalibration_json(report: RecalibrationReport) -> str:
-    data: dict[str, Any] = {
-        "schema_version": 1,
-        "checkpoint": report.checkpoint,
-        "output": report.output,
-        "source": report.source,
-        "model": report.model,
-        "method": report.method,
-        "device": report.device,
-        "batch_size": report.batch_size,
-        "data_kind": report.data_kind,
-        "samples": report.samples,
-        "batches": report.batches,
-        "skipped_samples": report.skipped,
-        "processes": report.processes,
-        "input": report.input,
-        "input_shape": list(report.input_shape) if report.input_shape else None,
-        "strategy": report.strategy,
-        "cache": None
-        if report.cache is None
-        else {
-            "peak_bytes": report.cache.peak_bytes,
-            "spilled_bytes": report.cache.spilled_bytes,
-            "budget_bytes": report.cache.budget_bytes,
-        },
-        "seconds": round(report.seconds, 4),
-        "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
-        "passes": [
-            {
-                "label": p.label,
-                "seconds": round(p.seconds, 4),
-                "samples": p.samples,
-                "batches": p.batches,
-            }
-            for p in report.passes
-        ],
-        "sweep_changes": list(report.sweep_changes),
-        "consistency": report.consistency,
-        "unreached": list(report.unreached),
-        "layers": [
-            {
-                "name": layer.name,
-                "channels": layer.channels,
-                "mean_shift": finite_or_none(layer.mean_shift),
-                "var_ratio": [
-                    finite_or_none(layer.var_ratio_low),
-                    finite_or_none(layer.var_ratio_high),
-                ],
-                "changed_channels": layer.changed,
-                "consistency": layer.consistency,
-            }
-            for layer in report.layers
-        ],
-    }
-    return json.dumps(data, indent=2) + "\n"
