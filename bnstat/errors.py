@@ -8,6 +8,8 @@ exits. Any other exception is a bug, described by `internal_error`.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class BnstatError(Exception):
     """A problem with the input or the invocation, explained in one line."""
@@ -60,3 +62,8 @@ def internal_error(err: BaseException, debug_hint: bool = True) -> str:
     """One line for an exception nobody foresaw: a bug to report, not a bad input."""
     hint = " (rerun with --debug for the traceback)" if debug_hint else ""
     return f"internal error, please report: {type(err).__name__}: {err}{hint}"
+
+
+def unreachable(value: NoReturn) -> NoReturn:
+    """Where every member of an enum has been handled: mypy rejects a forgotten one."""
+    raise AssertionError(f"unhandled {value!r}")

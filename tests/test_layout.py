@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from bnstat.analysis import analyze
-from bnstat.layout import find_state_dicts
-from bnstat.readers import open_checkpoint
 from bnstat.settings import Settings
+from bnstat.stages.find_state_dicts import find_state_dicts
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 STATS = ("min", "max", "mean", "std", "p01", "p50", "p99")
 

@@ -113,7 +113,7 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     from bnstat.analysis import analyze, require_selected_layers
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.cli.progress import with_progress
-    from bnstat.inputs import expand_inputs
+    from bnstat.stages.expand_inputs import expand_inputs
     from bnstat.wording import counted
 
     settings = flags.settings()
@@ -121,7 +121,7 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     data = on_data.request()
     inputs = expand_inputs(checkpoints, run.allow_empty)
     report = with_progress(
-        lambda progress: analyze(inputs.paths, settings, run.debug, run.jobs, data, progress)
+        lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
     )
     report = replace(report, skipped=inputs.skipped)
     if not run.allow_empty:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from bnstat.errors import unreachable
 from bnstat.formats.display import Display
 
 if TYPE_CHECKING:
@@ -25,11 +26,6 @@ if TYPE_CHECKING:
 Result = TypeVar("Result")
 
 Emitter = Callable[[Result, Display], str]
-
-
-def unreachable(value: NoReturn) -> NoReturn:
-    """Where every member of an enum has been handled: mypy rejects a forgotten one."""
-    raise AssertionError(f"no emitter for {value!r}")
 
 
 class InspectFormat(str, enum.Enum):

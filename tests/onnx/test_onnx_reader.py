@@ -24,8 +24,9 @@ from onnx_support import (
 )
 from safetensors.numpy import load_file
 
-from bnstat.readers import CheckpointFormat, open_checkpoint
+from bnstat.readers.base import CheckpointFormat
 from bnstat.readers.sniff import Container, sniff
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 DIGITS_LAYERS = ("stem.bn", "block1.bn1", "block1.bn2", "block2.bn1", "block2.bn2")
 DIGITS_LAYERS += ("block2.shortcut.bn", "fc_bn")

@@ -1,4 +1,5 @@
-"""BatchNorm layers in a state dict: key prefixes with `running_mean` and `running_var`.
+"""Find the BatchNorm layers of a state dict: key prefixes with `running_mean` and
+`running_var`; and which of a file's state dicts are models worth reporting.
 
 Key names are all a state dict has, so a layer is any prefix holding both running
 statistics; `weight`, `bias` and `num_batches_tracked` join it when present and of the
@@ -12,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bnstat.errors import CheckpointError, UnsafeCheckpointError
-from bnstat.layout import StateDict, find_state_dicts
 from bnstat.readers.base import ModuleConstants, RawCheckpoint, printable
+from bnstat.stages.find_state_dicts import StateDict, find_state_dicts
 from bnstat.tensor_ref import TensorRef
 
 STAT_NAMES = ("running_mean", "running_var")
 MAX_MODELS = 1024  # state dicts with normalization layers in one file
+MAX_CHANNELS = 2**22  # in all layers of a file: ~10x the largest real models; ~500 MB of work
 AFFINE_NAMES = ("weight", "bias")
 COUNT_NAME = "num_batches_tracked"
 
@@ -100,3 +102,16 @@ def models_in(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
             f"the limit of {MAX_MODELS}: refused"
         )
     return with_layers or [max(models, key=lambda model: len(model[0].tensors))]
+
+
+def models_to_read(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
+    """`models_in`, refused when their layers hold over MAX_CHANNELS channels in all:
+    views of one storage make many channels cheap to ask for, and costly to read."""
+    models = models_in(raw)
+    channels = sum(ref.channels for _, refs in models for ref in refs)
+    if channels > MAX_CHANNELS:
+        raise CheckpointError(
+            f"the file's normalization layers hold {channels} channels in all, over the "
+            f"limit of {MAX_CHANNELS}"
+        )
+    return models

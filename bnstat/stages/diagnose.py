@@ -1,27 +1,72 @@
-"""Join a data pass (`recalibrate.diagnosis`) to a checkpoint's layers, for rules and reports.
+"""With --data: run the model on the data once and join what each layer received to the
+checkpoint's layers, for the rules and the reports.
 
-The data pass names layers as the model does and lists them in execution order; the
-checkpoint's layers come from its state dict. Each measured layer is matched by name,
-compared with the statistics stored for it (`data_fit.fit`), and the result goes to the
-rules (`DataFacts`, for BN014) and to the reports (`LayerData` per layer, `DataRun` per
-checkpoint). Torch is needed only to run the pass, not here.
+The data pass (`recalibrate.diagnosis`, which needs torch) names layers as the model does
+and lists them in execution order; the checkpoint's layers come from its state dict. Each
+measured layer is matched by name, compared with the statistics stored for it
+(`data_fit.fit`), and the result goes to the rules (`DataFacts`, for BN014) and to the
+reports (`LayerData` per layer, `DataRun` per checkpoint).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bnstat.data_fit import ChannelFit, fit, layer_data
-from bnstat.layer_batch import LayerBatch
+from bnstat.readers.base import RawCheckpoint
 from bnstat.report.inspection import DataRun, LayerReport
 from bnstat.rules.base import DataFacts
+from bnstat.stages.read_layers import LayerBatch
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.diagnosis import Diagnosis
+    from bnstat.recalibrate.diagnosis import DataRequest, Diagnosis
+    from bnstat.recalibrate.passes import Progress
 
 SHOWN_OPTIONS = ("image_size", "resize", "mean", "std", "channels", "max_samples", "batch_size")
+
+
+@dataclass(frozen=True)
+class OnData:
+    """The data request, the progress display, and whether the file has several models
+    (then a fix names the model)."""
+
+    request: DataRequest
+    progress: Progress | None
+    several: bool
+
+
+@dataclass(frozen=True)
+class Diagnosed:
+    """A model's layers with what they received: facts for the rules, layers (in execution
+    order, with their `data`) and the run for the report."""
+
+    facts: DataFacts
+    layers: list[LayerReport]
+    run: DataRun
+
+
+def diagnose_model(
+    raw: RawCheckpoint,
+    source: str | None,
+    batch: LayerBatch,
+    layers: list[LayerReport],
+    thresholds: Mapping[str, float],
+    on_data: OnData,
+) -> Diagnosed:
+    """Run the file's model `source` on the data and join the result to its layers."""
+    from bnstat.recalibrate.diagnosis import diagnose
+
+    request = on_data.request
+    diagnosis = diagnose(raw, source, request, on_data.progress)
+    command = request.recalibrate_command(str(raw.path), source if on_data.several else None)
+    facts = data_facts(batch, diagnosis, thresholds, command)
+    return Diagnosed(
+        facts,
+        with_layer_data(layers, batch, facts, diagnosis.samples),
+        data_run(str(request.folder), diagnosis),
+    )
 
 
 def data_facts(

@@ -1,11 +1,12 @@
-"""Turn command-line arguments (files, directories, glob patterns) into checkpoint paths.
+"""Turn command-line arguments (files, directories, glob patterns) into checkpoints to read.
 
-Directories are searched recursively, in sorted order. A file found there is a
-checkpoint when its content sniffs as one; it is also taken (and reported as unreadable
-if it cannot be read) when it looks like one: a checkpoint extension, or content that
-starts like a pickle, a zip archive or a safetensors file. Everything else (text,
-images, JSON side files) is skipped and counted. Shards named by a
-`*.safetensors.index.json` are analysed through their index, not one by one, and the
+Every file is sniffed once (`readers.sniff`), here; what it sniffed as travels with its
+path to `open_checkpoint`. Directories are searched recursively, in sorted order. A file
+found there is a checkpoint when its content sniffs as one; it is also taken (and
+reported as unreadable if it cannot be read) when it looks like one: a checkpoint
+extension, or content that starts like a pickle, a zip archive or a safetensors file.
+Everything else (text, images, JSON side files) is skipped and counted. Shards named by
+a `*.safetensors.index.json` are analysed through their index, not one by one, and the
 external-data files of an ONNX model with it (also when one is named on its own).
 
 An argument that yields no checkpoint at all (an empty folder, a folder of other files,
@@ -21,8 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnstat.errors import BnstatError, UsageError
-from bnstat.readers.onnx_model import external_data_files
+from bnstat.errors import BnstatError, CheckpointError, UsageError
 from bnstat.readers.safetensors_file import looks_like_safetensors, shard_names
 from bnstat.readers.sniff import HEAD_BYTES, Container, sniff
 
@@ -31,44 +31,81 @@ CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have n
 CHECKPOINT_STARTS = (b"\x80", b"PK")  # a pickle, a zip archive
 
 
+Sniffed = Container | CheckpointError  # what a file is, or why it is none bnstat reads
+
+
+@dataclass(frozen=True)
+class Input:
+    """One checkpoint to read: its path and what its content sniffed as (None: not
+    sniffed yet)."""
+
+    path: Path
+    sniffed: Sniffed | None = None
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The checkpoints to analyse, and how many files the folder scans skipped."""
 
-    paths: list[Path]
+    items: list[Input]
     skipped: int = 0
+
+    @property
+    def paths(self) -> list[Path]:
+        return [item.path for item in self.items]
 
 
 def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
-    """Checkpoint paths for the given arguments, duplicates removed, order kept.
+    """The checkpoints for the given arguments, duplicates removed, order kept.
 
     Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`.
     """
+    sniffer = _Sniffer()
     paths: list[Path] = []
     skipped = 0
     for argument in arguments:
-        found, passed_over = _expand(argument)
+        found, passed_over = _expand(argument, sniffer)
         if not found and not allow_empty:
             raise UsageError(_nothing_found(argument, passed_over))
         paths += found
         skipped += passed_over
-    return Inputs(list(dict.fromkeys(paths)), skipped)
+    return Inputs([Input(path, sniffer(path)) for path in dict.fromkeys(paths)], skipped)
 
 
-def _expand(argument: str) -> tuple[list[Path], int]:
+class _Sniffer:
+    """`sniff`, asked once per path."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, Sniffed] = {}
+
+    def __call__(self, path: Path) -> Sniffed:
+        if path not in self._known:
+            try:
+                self._known[path] = sniff(path)
+            except CheckpointError as err:
+                self._known[path] = err
+        return self._known[path]
+
+    def container(self, path: Path) -> Container | None:
+        """What the file sniffs as, or None when it is no checkpoint (or unreadable)."""
+        found = self(path)
+        return None if isinstance(found, CheckpointError) else found
+
+
+def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
     """(checkpoints, files skipped) for one argument."""
     path = Path(argument)
     if path.is_dir():
-        return _scan_directory(path)
+        return _scan_directory(path, sniffer)
     if path.is_file():
-        return [_model_of_side_file(path) or path], 0
+        return [_model_of_side_file(path, sniffer) or path], 0
     if path.exists() or not glob.has_magic(argument):
         return [path], 0  # a missing file is reported by the reader, with the others
     found: list[Path] = []
     skipped = 0
     for match in sorted(glob.glob(argument, recursive=True)):
         if Path(match).is_dir():
-            in_folder, passed_over = _scan_directory(Path(match))
+            in_folder, passed_over = _scan_directory(Path(match), sniffer)
             found, skipped = found + in_folder, skipped + passed_over
         else:
             found.append(Path(match))
@@ -84,12 +121,12 @@ def _nothing_found(argument: str, skipped: int) -> str:
     return f"no checkpoints found {where}; pass --allow-empty if that is expected"
 
 
-def _scan_directory(folder: Path) -> tuple[list[Path], int]:
+def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
-    kinds = {path: _container(path) for path in found}
+    kinds = {path: sniffer.container(path) for path in found}
     candidates = [p for p, kind in kinds.items() if kind or _looks_like_checkpoint(p)]
     parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
     if any(kinds[p] is None for p in candidates):  # raw side files never sniff as checkpoints
@@ -100,14 +137,16 @@ def _scan_directory(folder: Path) -> tuple[list[Path], int]:
     return taken, len(skipped)
 
 
-def _model_of_side_file(path: Path) -> Path | None:
+def _model_of_side_file(path: Path, sniffer: _Sniffer) -> Path | None:
     """The ONNX model beside `path` that keeps its tensors in it, if `path` is no checkpoint
     itself: a side file named on its own (pre-commit names the files that changed) stands
     for its model."""
-    if _container(path) is not None:
+    if sniffer.container(path) is not None:
         return None
     for model in sorted(path.parent.glob("*.onnx")):
-        if _container(model) is Container.ONNX and path.resolve() in _onnx_side_files([model]):
+        if sniffer.container(model) is Container.ONNX and path.resolve() in _onnx_side_files(
+            [model]
+        ):
             return model
     return None
 
@@ -127,16 +166,10 @@ def _looks_like_checkpoint(path: Path) -> bool:
     return head.startswith(CHECKPOINT_STARTS) or looks_like_safetensors(head)
 
 
-def _container(path: Path) -> Container | None:
-    """What the file sniffs as, or None when it is no checkpoint (or unreadable)."""
-    try:
-        return sniff(path)
-    except BnstatError:
-        return None
-
-
 def _onnx_side_files(models: Iterable[Path]) -> set[Path]:
     """External-data files of these ONNX models: they are read with their model."""
+    from bnstat.readers.onnx_model import external_data_files
+
     side: set[Path] = set()
     for path in models:
         side |= external_data_files(path)

@@ -14,9 +14,9 @@ from functools import cached_property
 
 import numpy as np
 
-from bnstat.discovery import LayerRefs
 from bnstat.readers.followers import Follower
 from bnstat.segments import runs_by_segment, segment_ids
+from bnstat.stages.find_layers import LayerRefs
 from bnstat.tensor_ref import TensorRef
 
 
