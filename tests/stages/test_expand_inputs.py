@@ -1,4 +1,5 @@
-"""A gate that cannot pass by accident: no checkpoint found, or no layer selected, is exit 2.
+"""`stages.expand_inputs`: arguments to the files to read, each sniffed once; and a gate
+that cannot pass by accident: no checkpoint found, or no layer selected, is exit 2.
 
 A CI job pointed at the wrong folder, a pattern with a typo or a `--layers` glob that
 selects nothing must fail in every output format, with one line saying why;
@@ -133,3 +134,37 @@ def test_an_onnx_side_file_named_on_its_own_stands_for_its_model(cli, tmp_path):
         assert result.exit_code == 0, result.stderr
         paths = [entry["path"] for entry in json.loads(result.stdout)["checkpoints"]]
         assert paths == [str(model)]
+
+
+def test_every_file_is_sniffed_once_and_opened_as_it_sniffed(tmp_path, monkeypatch):
+    """A folder scan sniffs each file once; opening it then asks the sniffer nothing."""
+    import bnstat.stages.expand_inputs as expand
+    import bnstat.stages.open_checkpoint as opening
+    from bnstat.analysis import analyze
+    from bnstat.errors import CheckpointError
+    from bnstat.readers.sniff import Container, sniff
+    from bnstat.settings import Settings
+
+    shutil.copy(SAMPLES / "healthy.pt", tmp_path / "a.pt")
+    shutil.copytree(SAMPLES / "sharded", tmp_path / "sharded")
+    (tmp_path / "notes.pt").write_text("text")
+    (tmp_path / "README.md").write_text("models")
+    asked: list[str] = []
+
+    def counted(path):  # type: ignore[no-untyped-def]
+        asked.append(path.name)
+        return sniff(path)
+
+    monkeypatch.setattr(expand, "sniff", counted)
+    monkeypatch.setattr(opening, "sniff", counted)
+    inputs = expand.expand_inputs([str(tmp_path), str(tmp_path / "a.pt")])
+    assert sorted(asked) == sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    kinds = {item.path.name: item.sniffed for item in inputs.items}
+    assert kinds["a.pt"] is Container.ZIP and inputs.skipped == 1
+    assert kinds["model.safetensors.index.json"] is Container.SHARD_INDEX
+    assert isinstance(kinds["notes.pt"], CheckpointError)
+    assert len(inputs.items) == 3  # a.pt named twice, the shards read through their index
+    asked.clear()
+    report = analyze(inputs.items, Settings())
+    assert asked == []
+    assert [entry.error is None for entry in report.checkpoints] == [True, False, True]

@@ -12,7 +12,7 @@ import torch
 from bnstat.formats import InspectFormat
 from bnstat.rules import RULES
 
-SCHEMA = json.loads((Path(__file__).parent / "data" / "report-v1.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "report-v1.schema.json").read_text())
 
 
 @pytest.fixture
