@@ -2,8 +2,8 @@
 
 Rules and summaries work on a `LayerBatch`: one array per quantity holding every layer's
 channels back to back, with `offsets` marking the layers. Reading happens here, once,
-straight from the lazy tensors, and widens every dtype to float64 so that no statistic
-is computed in float16 or bfloat16.
+straight from the lazy tensors, all of a quantity's tensors together (`bulk_read`), and
+widens every dtype to float64 so that no statistic is computed in float16 or bfloat16.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
+from bnstat.bulk_read import destinations, read_flat
 from bnstat.readers.followers import Follower
 from bnstat.segments import runs_by_segment, segment_ids
 from bnstat.stages.find_layers import LayerRefs
@@ -60,36 +61,38 @@ class LayerBatch:
         return runs_by_segment(mask, self.offsets)
 
 
-def _values(ref: TensorRef | None, channels: int, fill: float) -> np.ndarray:
-    if ref is None:
-        return np.full(channels, fill)
-    return ref.read().astype(np.float64, copy=False).reshape(-1)
-
-
-def _count(ref: TensorRef | None) -> float:
-    return float(ref.read().reshape(-1)[0]) if ref is not None else np.nan
+def _gathered(refs: Sequence[TensorRef | None], channels: np.ndarray, fill: float) -> np.ndarray:
+    """Every layer's values of one quantity back to back (`fill` where a layer has none),
+    read in one go (`bulk_read`)."""
+    present = np.array([ref is not None for ref in refs], dtype=bool)
+    values = np.full(int(channels.sum()), fill)
+    if present.any():
+        read = read_flat([ref for ref in refs if ref is not None])
+        offsets = np.concatenate(([0], np.cumsum(channels)))
+        values[destinations(offsets[:-1][present], channels[present])] = read
+    return values
 
 
 def read_layers(refs: Sequence[LayerRefs], default_eps: float) -> LayerBatch:
     """Read every layer's tensors; the file's own eps wins over `default_eps`."""
-    channels = [ref.channels for ref in refs]
+    channels = np.array([ref.channels for ref in refs], dtype=np.int64)
     file_eps = [ref.module.eps if ref.module else None for ref in refs]
 
     def gather(attr: str, fill: float) -> np.ndarray:
-        parts = [
-            _values(getattr(ref, attr), n, fill) for ref, n in zip(refs, channels, strict=True)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return _gathered([getattr(ref, attr) for ref in refs], channels, fill)
 
+    counts = _gathered(
+        [ref.num_batches_tracked for ref in refs], np.ones(len(refs), np.int64), np.nan
+    )
     return LayerBatch(
         names=tuple(ref.name for ref in refs),
-        offsets=np.concatenate(([0], np.cumsum(channels, dtype=np.int64))),
+        offsets=np.concatenate(([0], np.cumsum(channels))).astype(np.int64),
         mean=gather("running_mean", 0.0),
         var=gather("running_var", 1.0),
         weight=gather("weight", 1.0),
         bias=gather("bias", 0.0),
         affine=np.array([ref.weight is not None for ref in refs], dtype=bool),
-        count=np.array([_count(ref.num_batches_tracked) for ref in refs], dtype=np.float64),
+        count=counts,
         eps=np.array([e if e is not None else default_eps for e in file_eps], dtype=np.float64),
         eps_from_file=np.array([e is not None for e in file_eps], dtype=bool),
         dtypes=tuple(ref.running_mean.dtype.name for ref in refs),
