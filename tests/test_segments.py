@@ -55,12 +55,17 @@ def test_huge_values_do_not_overflow_the_sums():
     assert stats.mean[0] == pytest.approx(5e307) and np.isfinite(stats.std[0])
 
 
-@pytest.mark.parametrize("segments", [3, 70_000], ids=["few", "more-than-16-bits"])
-def test_sorting_within_segments_keeps_segments_in_place(segments):
+@pytest.mark.parametrize(
+    ("segments", "longest"),
+    [(3, 4), (70_000, 4), (500, 200), (70_000, 200)],
+    ids=["few-lengths", "more-than-16-bits", "many-lengths", "many-lengths-and-segments"],
+)
+def test_sorting_within_segments_keeps_segments_in_place(segments, longest):
     rng = np.random.default_rng(1)
-    offsets = np.concatenate(([0], np.cumsum(rng.integers(0, 4, segments)))).astype(np.int64)
+    sizes = rng.integers(0, longest, segments)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     values = rng.normal(size=offsets[-1])
-    ordered = sort_within_segments(values, segment_ids(offsets))
+    ordered = sort_within_segments(values, offsets)
     want = np.concatenate([np.sort(values[a:b]) for a, b in itertools.pairwise(offsets)])
     np.testing.assert_array_equal(ordered, want)
 
