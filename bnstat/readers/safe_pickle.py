@@ -94,7 +94,7 @@ class PickleResult:
     end: int = 0  # offset just after the pickle's STOP opcode
 
 
-_SIZED = (str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict)
+_SIZED = frozenset({str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict})
 
 
 def _call_bytes(args: tuple[Any, ...], kwargs: dict[str, Any], item_bytes: int) -> int:
@@ -102,8 +102,9 @@ def _call_bytes(args: tuple[Any, ...], kwargs: dict[str, Any], item_bytes: int) 
     argument that is a container or string (what a callee that copies it needs)."""
     total = 8 * (len(args) + len(kwargs))
     if item_bytes:
+        sized = _SIZED
         for value in (*args, *kwargs.values()) if kwargs else args:
-            if type(value) in _SIZED:
+            if type(value) in sized:
                 total += item_bytes * len(value)
     return total
 
