@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +67,8 @@ def analyze(
     workers = 1 if data is not None else worker_count(jobs, len(items))
     task = partial(_analyze_one, settings=settings, debug=debug, data=data, progress=progress)
     if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor  # loaded only for a pool
+
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(task, items))
     else:

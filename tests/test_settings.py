@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bnstat.errors import ConfigError
-from bnstat.report.inspection import FailOn
+from bnstat.report.severity import FailOn
 from bnstat.rules import default_thresholds
 from bnstat.settings import Settings, find_pyproject, load_config, with_overrides
 

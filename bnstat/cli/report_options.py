@@ -12,7 +12,7 @@ import typer
 from bnstat.cli.app import option
 from bnstat.errors import UsageError
 from bnstat.formats import InspectFormat
-from bnstat.report.inspection import FailOn
+from bnstat.report.severity import FailOn
 
 if TYPE_CHECKING:
     from bnstat.settings import Settings

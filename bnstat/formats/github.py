@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from bnstat.formats.display import Display
 from bnstat.formats.text import exit_reason, qualified_location
-from bnstat.report.inspection import Report, Severity
+from bnstat.report.inspection import Report
+from bnstat.report.severity import Severity
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 

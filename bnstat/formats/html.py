@@ -45,14 +45,8 @@ from bnstat.formats.text import (
     severity_counts,
     summary_line,
 )
-from bnstat.report.inspection import (
-    CheckpointReport,
-    Distribution,
-    Finding,
-    LayerReport,
-    Report,
-    Severity,
-)
+from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.report.severity import Severity
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted
 

@@ -11,7 +11,8 @@ import xml.etree.ElementTree as ElementTree
 
 from bnstat.formats.display import Display
 from bnstat.formats.text import checkpoint_title
-from bnstat.report.inspection import CheckpointReport, FailOn, Finding, Report
+from bnstat.report.inspection import CheckpointReport, Finding, Report
+from bnstat.report.severity import FailOn
 
 FILE_CASE = "(checkpoint)"
 

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from bnstat.formats.display import Display
 from bnstat.formats.text import qualified_location
-from bnstat.report.inspection import CheckpointReport, Finding, Report, Severity
+from bnstat.report.inspection import CheckpointReport, Finding, Report
+from bnstat.report.severity import Severity
 from bnstat.rules import RULES
 from bnstat.rules.base import Rule
 

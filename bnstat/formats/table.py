@@ -32,7 +32,8 @@ from bnstat.formats.text import (
     summary_line,
     value_range,
 )
-from bnstat.report.inspection import CheckpointReport, LayerReport, Report, Severity
+from bnstat.report.inspection import CheckpointReport, LayerReport, Report
+from bnstat.report.severity import Severity
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted, span
 

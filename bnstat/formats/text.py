@@ -6,14 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bnstat.report.inspection import (
-    CheckpointReport,
-    Distribution,
-    Finding,
-    LayerReport,
-    Report,
-    Severity,
-)
+from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.report.severity import Severity
 from bnstat.report.verdict import Verdict
 from bnstat.wording import counted, span
 

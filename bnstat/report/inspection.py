@@ -11,34 +11,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bnstat.report.severity import FailOn, Severity
 from bnstat.report.verdict import Verdict
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class Severity(str, enum.Enum):
-    """How bad a finding is; ordered info < warning < error."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-    @property
-    def rank(self) -> int:
-        return ("info", "warning", "error").index(self.value)
-
-
-class FailOn(str, enum.Enum):
-    """The lowest severity that makes a run fail (`never`: findings never fail it)."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-    NEVER = "never"
-
-    def fails(self, severity: Severity) -> bool:
-        return self is not FailOn.NEVER and severity.rank >= Severity(self.value).rank
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from bnstat.data_fit import ChannelFit
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report.inspection import Severity
+from bnstat.report.severity import Severity
 from bnstat.stages.read_layers import LayerBatch
 from bnstat.wording import plural
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnstat.errors import BnstatError, CheckpointError, UsageError
-from bnstat.readers.safetensors_file import looks_like_safetensors, shard_names
-from bnstat.readers.sniff import HEAD_BYTES, Container, sniff
+from bnstat.readers.safetensors_file import shard_names
+from bnstat.readers.sniff import HEAD_BYTES, Container, looks_like_safetensors, sniff
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
 CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from zoo import REPO, SAMPLES
 
-from bnstat.report.inspection import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules import RULES_BY_CODE
 
 HERE = Path(__file__).resolve().parent

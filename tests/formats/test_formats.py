@@ -21,7 +21,8 @@ from zoo import REPO, SAMPLES
 from bnstat import __version__
 from bnstat.analysis import analyze
 from bnstat.formats import InspectFormat, inspect_emitter
-from bnstat.report.inspection import FailOn, Report
+from bnstat.report.inspection import Report
+from bnstat.report.severity import FailOn
 from bnstat.rules import RULES
 from bnstat.settings import Settings
 

@@ -26,7 +26,8 @@ from zoo import SAMPLES
 
 from bnstat.analysis import analyze
 from bnstat.formats import InspectFormat
-from bnstat.report.inspection import Report, Severity
+from bnstat.report.inspection import Report
+from bnstat.report.severity import Severity
 from bnstat.settings import Settings
 
 DOCTYPE = "<!DOCTYPE html>\n"

@@ -24,7 +24,7 @@ from zoo import REPO, Bundle, ManyNorms, StreamCall, trained
 from bnstat.analysis import analyze_file
 from bnstat.errors import CheckpointError
 from bnstat.readers.base import CheckpointFormat
-from bnstat.readers.torch_legacy import MAGIC_NUMBER
+from bnstat.readers.sniff import MAGIC_NUMBER
 from bnstat.settings import Settings
 from bnstat.stages.find_state_dicts import find_state_dicts
 from bnstat.stages.open_checkpoint import open_checkpoint

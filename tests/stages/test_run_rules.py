@@ -7,7 +7,7 @@ from test_summarise import layer_refs
 
 from bnstat.data_fit import ChannelFit
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report.inspection import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import DataFacts, RuleInput
 from bnstat.settings import Settings, with_overrides
 from bnstat.stages.read_layers import read_layers
