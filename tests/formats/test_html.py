@@ -273,6 +273,7 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_the_console_check_sees_errors(chromium: str, tmp_path: Path) -> None:
     """The control: a page whose script throws must be caught by `console_lines`."""
     broken = write(tmp_path / "broken.html", "<!DOCTYPE html><p>x</p><script>no_such()</script>")
@@ -281,6 +282,7 @@ def test_the_console_check_sees_errors(chromium: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_the_page_loads_in_chromium_without_console_messages(
     chromium: str, samples_page: str, tmp_path: Path
 ) -> None:
@@ -332,6 +334,7 @@ def layout(chromium: str, page: str, width: int, folder: Path) -> dict[str, Any]
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [390, 700, 1400])
 def test_the_page_fits_the_window_and_no_axis_labels_collide(
     chromium: str, samples_page: str, tmp_path: Path, width: int
@@ -348,6 +351,7 @@ def test_the_page_fits_the_window_and_no_axis_labels_collide(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [700, 1400])
 def test_screenshots_show_the_overview(
     chromium: str, tmp_path: Path, width: int, record_property: Callable[[str, object], None]

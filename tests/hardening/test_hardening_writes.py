@@ -211,6 +211,7 @@ def checkpoint(tmp_path: Path) -> Path:
     [("SIGTERM", True), ("SIGINT", False), ("SIGKILL", True)],
     ids=["SIGTERM", "SIGINT", "SIGKILL"],
 )
+@pytest.mark.slow
 def test_recalibrate_killed_mid_write(
     tmp_path: Path, checkpoint: Path, name: str, old: bool
 ) -> None:
@@ -235,6 +236,7 @@ def test_recalibrate_killed_mid_write(
         assert status == {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 130}[name], stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_place", [False, True], ids=["output", "in-place"])
 def test_recalibrate_on_a_full_disk(tmp_path: Path, checkpoint: Path, in_place: bool) -> None:
     pytest.importorskip("torch")
@@ -253,6 +255,7 @@ def test_recalibrate_on_a_full_disk(tmp_path: Path, checkpoint: Path, in_place: 
     assert snapshot(checkpoint) == before
 
 
+@pytest.mark.slow
 def test_recalibrate_killed_at_random_moments_never_leaves_a_partial_target(
     tmp_path: Path, checkpoint: Path
 ) -> None:
