@@ -50,10 +50,6 @@ class Inputs:
     items: list[Input]
     skipped: int = 0
 
-    @property
-    def paths(self) -> list[Path]:
-        return [item.path for item in self.items]
-
 
 def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
     """The checkpoints for the given arguments, duplicates removed, order kept.
