@@ -140,3 +140,25 @@ def test_no_other_cli_module_decides_an_exit_code():
         m: [f for f in _exit_code_deciders(p) if f.split(".")[0] != "typer"] for m, p in cli.items()
     }
     assert {m: f for m, f in found.items() if f} == {}
+
+
+TERMINAL_RENDERERS = {
+    "bnstat.formats.table",  # inspect and check
+    "bnstat.formats.fit",  # the tables' widths
+    "bnstat.formats.names",  # cell widths of names that are not ASCII
+    "bnstat.formats.diff_table",
+    "bnstat.formats.recalibration_table",
+    "bnstat.cli.progress",  # the progress bar on stderr
+}
+
+
+def test_only_the_terminal_renderers_import_rich():
+    def imports_rich(path: Path) -> bool:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name.split(".")[0] == "rich" for name in names):
+                return True
+        return False
+
+    assert {module for module, path in MODULES.items() if imports_rich(path)} == TERMINAL_RENDERERS
