@@ -9,7 +9,9 @@ This script checks that promise on files where the difference shows:
   names and shapes, conv and fc weights) with 64 MiB float32 `filler.N`
   tensors spread between the BN layers, like the weights of a big model;
 * a checkpoint of 10,000 small BN layers (`blocks.{i}.bn`), where per-layer
-  overhead dominates;
+  overhead dominates, and the same with 100 and 1,000 layers, to show how the time
+  grows with the number of layers (a least-squares line through the three sizes: a
+  fixed cost plus a cost per layer);
 
 each written as a torch zip (`torch.save`) and as `.safetensors`.
 
@@ -25,6 +27,7 @@ BN tensor; the lazy variants
 Usage, from the repository root:
 
     python benchmarks/bench_inspect.py [--size-gib 2] [--layers 10000] [--repeat 3] [--keep DIR]
+                                       [--growth 100,1000]
 
 Targets are reported as PASS/FAIL; the exit status does not depend on them.
 """
@@ -174,11 +177,16 @@ class Checkpoint:
         return self.path.suffix == ".safetensors"
 
 
+def _layers_stem(layers: int) -> str:
+    """The file name stem of the checkpoint of `layers` small BN layers."""
+    return f"bn-{layers}-layers"
+
+
 def _stems(size_gib: float, layer_count: int) -> dict[str, int]:
     """File name stem -> number of BN layers, for the two checkpoints."""
     return {
         f"resnet50-{size_gib:g}gib": RESNET50_BN_LAYERS,
-        f"bn-{layer_count}-layers": layer_count,
+        _layers_stem(layer_count): layer_count,
     }
 
 
@@ -197,8 +205,10 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     partial.replace(path)
 
 
-def write_checkpoints(directory: Path, size_gib: float, layer_count: int) -> None:
-    """Write both checkpoints in both formats, skipping files already there (see --keep)."""
+def write_checkpoints(
+    directory: Path, size_gib: float, layer_count: int, growth: tuple[int, ...] = ()
+) -> None:
+    """Write the checkpoints in both formats, skipping files already there (see --keep)."""
     import safetensors.torch
     import torch
 
@@ -208,6 +218,8 @@ def write_checkpoints(directory: Path, size_gib: float, layer_count: int) -> Non
         resnet_stem: lambda: resnet50_with_filler(int(size_gib * GIB)),
         many_stem: lambda: many_layers(layer_count),
     }
+    for count in growth:
+        makers[_layers_stem(count)] = partial(many_layers, count)
     for stem, make in makers.items():
         pt, st = directory / f"{stem}.pt", directory / f"{stem}.safetensors"
         if pt.exists() and st.exists():
@@ -218,9 +230,11 @@ def write_checkpoints(directory: Path, size_gib: float, layer_count: int) -> Non
         _write_atomically(st, partial(safetensors.torch.save_file, state_dict))
 
 
-def write_checkpoints_in_child(directory: Path, size_gib: float, layer_count: int) -> None:
+def write_checkpoints_in_child(
+    directory: Path, size_gib: float, layer_count: int, growth: tuple[int, ...]
+) -> None:
     process = multiprocessing.get_context("spawn").Process(
-        target=write_checkpoints, args=(directory, size_gib, layer_count)
+        target=write_checkpoints, args=(directory, size_gib, layer_count, growth)
     )
     process.start()
     process.join()
@@ -409,6 +423,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="timed runs per command, after one untimed warm-up (default 3)",
     )
     parser.add_argument(
+        "--growth",
+        default="100,1000",
+        help="smaller layer counts timed beside --layers, to show the growth (default 100,1000)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         metavar="DIR",
@@ -430,13 +449,56 @@ def time_all(checkpoints: list[Checkpoint], repeat: int) -> Results:
     return results
 
 
+def time_growth(directory: Path, counts: list[int], repeat: int) -> dict[str, list[float]]:
+    """Median seconds of `bnstat inspect` per layer count, per format."""
+    medians: dict[str, list[float]] = {".pt": [], ".safetensors": []}
+    for count in counts:
+        for suffix, times in medians.items():
+            path = directory / f"{_layers_stem(count)}{suffix}"
+            print(f"timing bnstat on {path.name} ...", flush=True)
+            m = measure(
+                command("bnstat", path), repeat=repeat, cwd=REPO_ROOT, ok_returncodes=(0, 1)
+            )
+            times.append(m.median_s if m.ok else float("nan"))
+    return medians
+
+
+def growth_lines(counts: list[int], medians: dict[str, list[float]]) -> list[str]:
+    """How the time grows with the layers: a least-squares line, fixed + per-layer cost,
+    and how far the measurements stray from it."""
+    lines = []
+    n = len(counts)
+    mean_x = sum(counts) / n
+    for suffix, times in medians.items():
+        mean_y = sum(times) / n
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(counts, times, strict=True))
+        slope /= sum((x - mean_x) ** 2 for x in counts)
+        fixed = mean_y - slope * mean_x
+        stray = max(abs(y - (fixed + slope * x)) / y for x, y in zip(counts, times, strict=True))
+        seconds = ", ".join(f"{c:,} layers {t:.2f} s" for c, t in zip(counts, times, strict=True))
+        lines.append(
+            f"{suffix:<13} {seconds}: {times[-1] / times[0]:.1f}x the time for "
+            f"{counts[-1] / counts[0]:.0f}x the layers = {fixed:.2f} s + "
+            f"{slope * 1000:.3f} ms per layer (largest deviation from that line {stray:.0%})"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    growth = tuple(sorted({int(c) for c in args.growth.split(",") if c} - {args.layers}))
+    counts = [*growth, args.layers]
     print(machine_summary(), flush=True)
     with checkpoint_dir(args.keep) as directory:
-        write_checkpoints_in_child(directory, args.size_gib, args.layers)
+        write_checkpoints_in_child(directory, args.size_gib, args.layers, growth)
         checkpoints = checkpoint_files(directory, args.size_gib, args.layers)
         results = time_all(checkpoints, args.repeat)
+        medians = time_growth(directory, list(growth), args.repeat)
+        for suffix, times in medians.items():
+            many = next(
+                c for c in checkpoints if c.layers == args.layers and c.path.suffix == suffix
+            )
+            times.append(results[many.label, "bnstat"].median_s)
         rss_floor = own_peak_rss_bytes()  # probes parse big JSON: run them after the timings
         probes = {ckpt.label: probe_bnstat(ckpt) for ckpt in checkpoints}
 
@@ -446,6 +508,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"peak RSS floor (this process, see _measure.py): {rss_floor / 1e6:.0f} MB")
     print_table(result_rows(results, checkpoints))
+    if growth:
+        print("\ngrowth with the number of layers (bnstat inspect --format json, medians):")
+        for line in growth_lines(counts, medians):
+            print(f"  {line}")
     print("\ntargets:")
     for passed, line in target_lines(results, checkpoints, probes):
         print(f"  {'PASS' if passed else 'FAIL'}  {line}")

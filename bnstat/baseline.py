@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bnstat.errors import ConfigError
-from bnstat.report import CheckpointReport, Finding, Report
+from bnstat.report.inspection import CheckpointReport, Finding, Report
+from bnstat.report.verdict import Verdict
 
 BASELINE_VERSION = 1
 Key = tuple[str, str, str, str]  # path relative to the baseline, source, layer, rule
@@ -84,3 +85,15 @@ def without_baseline(report: Report, known: set[Key], baseline: Path) -> Report:
         for entry in report.checkpoints
     )
     return replace(report, checkpoints=entries)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A run whose findings were just recorded as the baseline: they do not fail it."""
+
+    report: Report
+
+    @property
+    def verdict(self) -> Verdict:
+        verdict = self.report.verdict
+        return Verdict.PASSED if verdict is Verdict.FAILED else verdict

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bnstat.report import LayerData
+from bnstat.report.inspection import LayerData
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,95 +11,85 @@ do not: the exporter names a BatchNormalization node after its module path
 (`/layer1/bn1/BatchNormalization` for `layer1.bn1`), so ONNX names are also tried as
 module paths; failing both, two files with the same layers in the same order (same
 channel counts) are matched by order. The report says which matching was used.
+
+Each side goes through the inspect pipeline's stages up to reading its layers
+(`bnstat.stages`); no summary is made and no rule runs. The settings give the eps assumed
+where a file does not record it.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bnstat.analysis import analyze_file
-from bnstat.drift import Drift, drift
+from bnstat.drift import drift
 from bnstat.errors import UsageError
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report import CheckpointReport, LayerReport
+from bnstat.report.diff import DiffReport, DiffSide, LayerDiff, Matching
 from bnstat.settings import Settings
+from bnstat.stages.find_layers import models_to_read
+from bnstat.stages.open_checkpoint import open_checkpoint
+from bnstat.stages.read_layers import LayerBatch, read_layers
 
 
-class Matching(str, enum.Enum):
-    """How the layers of A and B were paired; the values are the JSON report's."""
+@dataclass(frozen=True, eq=False)
+class _Layer:
+    """What the drift of one layer needs: its statistics, |gamma| and eps."""
 
-    NAME = "name"
-    MODULE_PATH = "module-path"  # ONNX node names read as the module paths they carry
-    ORDER = "order"  # same channel counts in the same order
-
-    @property
-    def description(self) -> str:
-        return {
-            Matching.NAME: "layers matched by name",
-            Matching.MODULE_PATH: "layers matched by the module paths in ONNX node names",
-            Matching.ORDER: "layers matched by order and channel count (their names differ)",
-        }[self]
-
-
-@dataclass(frozen=True)
-class LayerDiff:
-    name: str  # A's name (B's for a layer only in B)
-    channels: tuple[int | None, int | None]  # in A and in B (None: not there)
-    drift: Drift | None  # None unless the layer is in both with the same channels
-    weight_change: float | None  # largest |gamma_B - gamma_A| / largest |gamma_A|
-    name_b: str | None = None  # B's name for the layer, where it differs from A's
+    name: str
+    mean: np.ndarray
+    var: np.ndarray
+    weight: np.ndarray | None  # None when the layer is not affine
+    eps: float
 
     @property
-    def changed(self) -> bool:
-        return self.drift is None or self.drift.changed > 0 or bool(self.weight_change)
+    def channels(self) -> int:
+        return len(self.mean)
 
 
-@dataclass(frozen=True)
-class DiffReport:
-    a: CheckpointReport
-    b: CheckpointReport
-    layers: tuple[LayerDiff, ...]
-    matching: Matching = Matching.NAME
-
-    @property
-    def changed(self) -> tuple[LayerDiff, ...]:
-        return tuple(layer for layer in self.layers if layer.changed)
+def _layers(batch: LayerBatch) -> list[_Layer]:
+    layers = []
+    for i, name in enumerate(batch.names):
+        weight = batch.of_layer(batch.weight, i) if batch.affine[i] else None
+        mean, var = batch.of_layer(batch.mean, i), batch.of_layer(batch.var, i)
+        layers.append(_Layer(name, mean, var, weight, float(batch.eps[i])))
+    return layers
 
 
-def _model(path: Path, settings: Settings, source: str | None) -> CheckpointReport:
-    entries = analyze_file(path, settings)
-    if source is None:
-        return entries[0]
-    chosen = [entry for entry in entries if (entry.source or "") == source]
-    if not chosen:
-        names = ", ".join(repr(entry.source or "") for entry in entries)
-        raise UsageError(f"{path} holds no model {source!r} (it holds {names})")
-    return chosen[0]
+def _side(path: Path, settings: Settings, source: str | None) -> tuple[DiffSide, list[_Layer]]:
+    """One side: the model `source` of the file (the first one when None) and its layers."""
+    with open_checkpoint(path) as raw, np.errstate(all="ignore"):
+        models = models_to_read(raw)
+        chosen = models[0]
+        if source is not None:
+            found = [model for model in models if (model[0].name or "") == source]
+            if not found:
+                names = ", ".join(repr(state.name or "") for state, _ in models)
+                raise UsageError(f"{path} holds no model {source!r} (it holds {names})")
+            chosen = found[0]
+        state, refs = chosen
+        batch = read_layers(refs, settings.eps)
+        return DiffSide(str(raw.path), state.name, raw.format.value), _layers(batch)
 
 
-def _weight_change(old: LayerReport, new: LayerReport) -> float | None:
-    a, b = old.values.weight, new.values.weight
+def _weight_change(old: _Layer, new: _Layer) -> float | None:
+    a, b = old.weight, new.weight
     if a is None or b is None:
         return None
     largest = float(np.max(np.abs(a), initial=0.0))
     return float(np.max(np.abs(b - a), initial=0.0)) / largest if largest > 0 else None
 
 
-def _layer(old: LayerReport | None, new: LayerReport | None) -> LayerDiff:
+def _layer(old: _Layer | None, new: _Layer | None) -> LayerDiff:
     name = old.name if old is not None else new.name if new is not None else ""
     name_b = new.name if old is not None and new is not None and new.name != old.name else None
     channels = (old.channels if old else None, new.channels if new else None)
     if old is None or new is None or old.channels != new.channels:
         return LayerDiff(name, channels, None, None, name_b)
-    moved = drift(
-        old.values.running_mean, old.values.running_var,
-        new.values.running_mean, new.values.running_var, new.eps,
-    )  # fmt: skip
+    moved = drift(old.mean, old.var, new.mean, new.var, new.eps)
     return LayerDiff(name, channels, moved, _weight_change(old, new), name_b)
 
 
@@ -111,11 +101,11 @@ def module_path(name: str) -> str:
     return ".".join(parts)
 
 
-Pairs = list[tuple[LayerReport | None, LayerReport | None]]
+Pairs = list[tuple[_Layer | None, _Layer | None]]
 
 
 def _by_key(
-    old: Sequence[LayerReport], new: Sequence[LayerReport], key_a: Callable[[str], str],
+    old: Sequence[_Layer], new: Sequence[_Layer], key_a: Callable[[str], str],
     key_b: Callable[[str], str],
 ) -> Pairs:  # fmt: skip
     """Pairs of layers with equal keys, A's order first, then what is only in B."""
@@ -128,21 +118,25 @@ def _matched(pairs: Pairs) -> int:
     return sum(1 for a, b in pairs if a is not None and b is not None)
 
 
-def _pairs(old: CheckpointReport, new: CheckpointReport) -> tuple[Pairs, Matching]:
+Side = tuple[DiffSide, list[_Layer]]
+
+
+def _pairs(old: Side, new: Side) -> tuple[Pairs, Matching]:
     """The pairing that matches the most layers, by name first."""
 
     def same(name: str) -> str:
         return name
 
-    def keys(entry: CheckpointReport) -> Callable[[str], str]:
-        return module_path if entry.format == CheckpointFormat.ONNX.value else same
+    def keys(side: DiffSide) -> Callable[[str], str]:
+        return module_path if side.format == CheckpointFormat.ONNX.value else same
 
-    candidates = [(_by_key(old.layers, new.layers, same, same), Matching.NAME)]
-    if CheckpointFormat.ONNX.value in (old.format, new.format):
-        by_path = _by_key(old.layers, new.layers, keys(old), keys(new))
+    (side_a, layers_a), (side_b, layers_b) = old, new
+    candidates = [(_by_key(layers_a, layers_b, same, same), Matching.NAME)]
+    if CheckpointFormat.ONNX.value in (side_a.format, side_b.format):
+        by_path = _by_key(layers_a, layers_b, keys(side_a), keys(side_b))
         candidates.append((by_path, Matching.MODULE_PATH))
-    if [layer.channels for layer in old.layers] == [layer.channels for layer in new.layers]:
-        in_order: Pairs = list(zip(old.layers, new.layers, strict=True))
+    if [layer.channels for layer in layers_a] == [layer.channels for layer in layers_b]:
+        in_order: Pairs = list(zip(layers_a, layers_b, strict=True))
         candidates.append((in_order, Matching.ORDER))
     return max(candidates, key=lambda candidate: _matched(candidate[0]))
 
@@ -153,9 +147,12 @@ def diff_checkpoints(
     settings: Settings,
     source_a: str | None = None,
     source_b: str | None = None,
+    fail_on_change: bool = False,
 ) -> DiffReport:
-    """Per-layer drift from checkpoint `a` to checkpoint `b` (both read as `inspect` reads),
-    `source_a` and `source_b` choosing the model of a file that holds several."""
-    old, new = _model(a, settings, source_a), _model(b, settings, source_b)
+    """Per-layer drift from checkpoint `a` to checkpoint `b`, `source_a` and `source_b`
+    choosing the model of a file that holds several; `fail_on_change` makes any change
+    fail the run."""
+    old, new = _side(a, settings, source_a), _side(b, settings, source_b)
     pairs, matching = _pairs(old, new)
-    return DiffReport(old, new, tuple(_layer(x, y) for x, y in pairs), matching)
+    layers = tuple(_layer(x, y) for x, y in pairs)
+    return DiffReport(old[0], new[0], layers, matching, fail_on_change)

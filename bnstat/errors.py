@@ -2,10 +2,13 @@
 
 Every failure a user can cause (a bad file, a bad flag, a bad config, missing data) has a
 class here with a message that says what went wrong and what to do. The CLI turns all of
-them into exit code 2 in one place; the library never prints and never exits.
+them into exit code 2 in one place (`bnstat.cli.app`); the library never prints and never
+exits. Any other exception is a bug, described by `internal_error`.
 """
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 
 class BnstatError(Exception):
@@ -18,6 +21,10 @@ class CheckpointError(BnstatError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose content can only be obtained by running code from it."""
+
+
+class UnsupportedCheckpointError(CheckpointError):
+    """A file in a format (or using a part of one) that bnstat does not read."""
 
 
 class ConfigError(BnstatError):
@@ -49,3 +56,14 @@ class MissingDependencyError(BnstatError):
         )
         self.package = package
         self.extra = extra
+
+
+def internal_error(err: BaseException, debug_hint: bool = True) -> str:
+    """One line for an exception nobody foresaw: a bug to report, not a bad input."""
+    hint = " (rerun with --debug for the traceback)" if debug_hint else ""
+    return f"internal error, please report: {type(err).__name__}: {err}{hint}"
+
+
+def unreachable(value: NoReturn) -> NoReturn:
+    """Where every member of an enum has been handled: mypy rejects a forgotten one."""
+    raise AssertionError(f"unhandled {value!r}")

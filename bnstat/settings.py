@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bnstat.errors import ConfigError
-from bnstat.report import FailOn
+from bnstat.report.severity import FailOn
 from bnstat.rules import PARAMS, RULES, default_thresholds
 from bnstat.wording import plural
 

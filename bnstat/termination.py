@@ -3,7 +3,8 @@
 CI runners and schedulers stop a job with SIGTERM, whose default action ends the process
 at once: temporary files (a checkpoint being written, activations spilled to disk) would
 be left behind. Inside `sigterm_raises()` the signal raises `Terminated` instead, which
-unwinds through every `finally` like Ctrl-C does.
+unwinds through every `finally` like Ctrl-C does, and reaches whoever called the library:
+the CLI ends with exit code 143, as a shell reports a process ended by SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from contextlib import contextmanager
 from types import FrameType
 
 
-class Terminated(SystemExit):
+class Terminated(BaseException):
     """SIGTERM arrived inside `sigterm_raises()`.
 
-    A `SystemExit` (status 143, as a shell reports a process ended by SIGTERM): cleanup
-    code sees it on its way out, and the interpreter exits quietly, without a traceback.
+    A `BaseException`, like `KeyboardInterrupt`, so that no `except Exception` takes it
+    for an error to report: cleanup code sees it on its way out.
     """
-
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import random
 import re
 from collections.abc import Callable
 
-from bnstat.readers.onnx_model import varint
+from bnstat.readers.sniff import varint
 
 _WIRE_VARINT, _WIRE_64, _WIRE_BYTES, _WIRE_32 = 0, 1, 2, 5
 MAX_FIELDS = 200_000

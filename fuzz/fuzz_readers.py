@@ -6,7 +6,7 @@ Each worker loops until the time is up: it picks a sample checkpoint, applies on
 mutations from `mutators.py` (seeded, so every input can be rebuilt from its number),
 runs the `bnstat check` library path and both renderers on it under an address-space
 limit (RLIMIT_AS) and a per-input alarm, and classifies the outcome (exit code and error
-message with numbers masked). An unexpected exception, a MemoryError (the input asked
+message with numbers masked). An internal error (a bug), a MemoryError (the input asked
 for more than the limit), a timeout or a crashed worker is a finding: its input is
 saved in `--out` with the outcome, to become a test. The summary gives the number of
 inputs, the distinct outcomes with their counts and every finding.

@@ -271,7 +271,7 @@ class Outcome:
 
     exit_code: int
     message: str
-    bug: bool  # an unexpected exception: a crash that reached the catch-all
+    bug: bool  # an internal error: an exception that is no bnstat error, i.e. a bug
 
     @property
     def key(self) -> str:
@@ -290,20 +290,22 @@ def normalized(message: str) -> str:
 def run_one(path: Path) -> Outcome:
     """Analyse and render one file the way `bnstat check` does; classify the result."""
     from bnstat.analysis import analyze
-    from bnstat.formats import OutputFormat, View, render
-    from bnstat.report import exit_code
+    from bnstat.cli.app import exit_code
+    from bnstat.formats import InspectFormat, inspect_emitter
+    from bnstat.formats.display import Display
+    from bnstat.report.inspection import ErrorKind
     from bnstat.settings import Settings
 
     try:
         report = analyze([path], Settings())
-        for fmt in (OutputFormat.JSON, OutputFormat.TABLE):
-            render(report, fmt, View.INSPECT)
+        code = exit_code(report)
+        for fmt in (InspectFormat.JSON, InspectFormat.TABLE):
+            inspect_emitter(fmt)(report, Display(exit_code=code))
     except Exception as err:  # analyze reports every error itself: anything here is a bug
         return Outcome(2, f"escaped {type(err).__name__}: {normalized(str(err))}", True)
     (entry,) = report.checkpoints[:1] or [None]
     error = entry.error if entry is not None else None
-    code = exit_code(report)
     if error is None:
         rules = sorted({f.rule for c in report.checkpoints for f in c.findings})
         return Outcome(code, "report " + ",".join(rules), False)
-    return Outcome(code, normalized(error), error.startswith("unexpected"))
+    return Outcome(code, normalized(error.message), error.kind is ErrorKind.INTERNAL)

@@ -211,6 +211,12 @@ def plant_collapsed_variance(sd: StateDict) -> None:
     sd["block2.bn2.running_var"][[4, 9]] = 0.0
 
 
+def plant_collapsed_layer(sd: StateDict) -> None:
+    """Zero variance in every channel of `fc_bn`, as behind a layer whose outputs all died:
+    every folded scale grows alike, so no channel stands out for BN009."""
+    sd["fc_bn.running_var"].zero_()
+
+
 def plant_variance_outlier(sd: StateDict) -> None:
     """The most typical channel of `stem.bn` gets 1e4 times its variance (still < 65504)."""
     var = sd["stem.bn.running_var"]
@@ -251,6 +257,7 @@ PLANTED: dict[str, Callable[[StateDict], None]] = {
     "bn003_untrained_stats.pt": plant_untrained_stats,
     "bn004_dead_channel.pt": plant_dead_channel,
     "bn005_collapsed_variance.safetensors": plant_collapsed_variance,
+    "bn005_collapsed_layer.safetensors": plant_collapsed_layer,
     "bn006_variance_outlier.pt": plant_variance_outlier,
     "bn007_half_precision_overflow.safetensors": plant_half_precision_overflow,
     "bn008_stale_layer.pt": plant_stale_layer,

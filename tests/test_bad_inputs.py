@@ -151,10 +151,10 @@ def test_one_bad_file_does_not_stop_the_others(cli, state_dict, write_pt, tmp_pa
 def test_debug_shows_the_traceback(cli, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"")
-    from bnstat.errors import CheckpointError
-
-    with pytest.raises(CheckpointError, match="empty"):
-        cli("inspect", bad, "--debug")
+    result = cli("inspect", bad, "--debug")
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "CheckpointError: empty" in result.stderr
+    assert result.stderr.splitlines()[-1] == "bnstat: error: empty file (0 bytes)"
 
 
 def test_tensor_whose_storage_is_too_small(cli, write_pt, tmp_path):
@@ -166,3 +166,24 @@ def test_tensor_whose_storage_is_too_small(cli, write_pt, tmp_path):
             data = zin.read(info)
             zout.writestr(info.filename, data[:8] if info.filename.endswith("data/1") else data)
     assert_clean_error(cli("inspect", target), "storage")
+
+
+def _kinds(*paths: Path) -> list[str]:
+    from bnstat.analysis import analyze
+    from bnstat.settings import Settings
+
+    report = analyze(list(paths), Settings())
+    return [entry.error.kind.value if entry.error else "read" for entry in report.checkpoints]
+
+
+def test_each_unreadable_checkpoint_says_what_kind_of_problem_it_is(write_pt, tmp_path):
+    empty, text, archive = tmp_path / "empty.pt", tmp_path / "notes.pt", tmp_path / "old.pt"
+    empty.write_bytes(b"")
+    text.write_text("not a checkpoint\n")
+    archive.write_bytes(gzip.compress(b"x" * 100))
+    unsafe = write_pt({"config": Payload(os.getcwd)}, name="unsafe.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(write_pt({"bn.running_var": torch.ones(4)}).read_bytes()[:300])
+    assert _kinds(empty, text, archive, unsafe, truncated, tmp_path / "missing.pt") == [
+        "unreadable", "unsupported", "unsupported", "unsafe", "unreadable", "unreadable",
+    ]  # fmt: skip

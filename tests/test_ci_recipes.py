@@ -50,6 +50,7 @@ def bash(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
     return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_the_readme_ci_recipe_installs_from_this_repository_and_runs(tmp_path):
     pytest.importorskip("onnx")  # the recipe's models include an ONNX export
     commit = subprocess.run(
@@ -85,6 +86,7 @@ def action_step(step_id: str, inputs: dict[str, str]) -> str:
     return re.sub(r"\$\{\{ inputs\.([\w-]+) \}\}", lambda m: values[m.group(1)], script)
 
 
+@pytest.mark.slow
 def test_the_action_installs_its_default_extras(tmp_path):
     pytest.importorskip("onnx")  # to write the broken export
     action = yaml.safe_load((REPO / "action.yml").read_text())

@@ -131,3 +131,26 @@ def test_layers_without_shared_names_match_by_order_and_channels(cli, tmp_path):
         "layers matched by order and channel count"
         in cli("diff", SAMPLES / "healthy.pt", unnamed).stdout
     )
+
+
+def test_the_eps_comes_from_the_config_file_or_the_flag(cli, tmp_path, monkeypatch, write_st):
+    """A mean shift is measured in sqrt(var + eps): with tiny variances eps decides it."""
+    before = {"bn.running_mean": torch.zeros(3), "bn.running_var": torch.full((3,), 1e-4)}
+    after = {**before, "bn.running_mean": torch.full((3,), 0.01)}
+    a, b = write_st(before, name="a.safetensors"), write_st(after, name="b.safetensors")
+    monkeypatch.chdir(tmp_path)
+
+    def shift(*extra: object) -> float:
+        result = cli("diff", a, b, "-f", "json", *extra)
+        assert result.exit_code == 0, result.stderr
+        return layers(result)["bn"]["mean_shift"]
+
+    assert shift() == pytest.approx(0.01 / (1e-4 + 1e-5) ** 0.5)
+    (tmp_path / "pyproject.toml").write_text("[tool.bnstat]\neps = 0.1\n")
+    assert shift() == pytest.approx(0.01 / (1e-4 + 0.1) ** 0.5)
+    assert shift("--eps", "1e-3") == pytest.approx(0.01 / (1e-4 + 1e-3) ** 0.5)
+    other = tmp_path / "other.toml"
+    other.write_text("eps = 0.01\n")
+    assert shift("--config", other) == pytest.approx(0.01 / (1e-4 + 0.01) ** 0.5)
+    (tmp_path / "pyproject.toml").write_text("[tool.bnstat]\nepsilon = 0.1\n")
+    assert cli("diff", a, b).exit_code == 2  # a typo in the file is an error here too

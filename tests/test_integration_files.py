@@ -16,6 +16,7 @@ import yaml
 from zoo import REPO, SAMPLES, onnx_with_nan
 
 
+@pytest.mark.slow
 def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     assert hook["id"] == "bnstat-check" and hook["language"] == "python"
@@ -40,6 +41,7 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     assert broken.returncode == 1 and "BN001" in broken.stdout
 
 
+@pytest.mark.slow
 def test_pre_commit_checks_exported_models(tmp_path):
     """A real `pre-commit` run of the hook, installed the way pre-commit installs it, over
     a repository of exported models: ONNX (one keeping its tensors in a `.bin` side file)

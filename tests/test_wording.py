@@ -91,13 +91,14 @@ def test_a_pickle_calling_one_function_runs_it(cli):
 
 
 def test_one_channel_layer_counted_once_in_the_html(tmp_path):
+    from rendering import render
     from safetensors.numpy import save_file as save_numpy
 
-    from bnstat.formats.html import render_html
+    from bnstat.formats import InspectFormat
 
     layer = {"bn.running_mean": np.zeros(1), "bn.running_var": np.ones(1) * 2,
              "bn.num_batches_tracked": np.array(1)}  # fmt: skip
     path = tmp_path / "one.safetensors"
     save_numpy(layer, str(path))
-    page = render_html(analyze([path], Settings()))
+    page = render(analyze([path], Settings()), InspectFormat.HTML)
     assert "1 channel · float64 · 1 batch</span>" in page and "1 layer</span>" in page

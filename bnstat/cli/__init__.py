@@ -2,20 +2,27 @@
 
 Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 an input could
 not be read or the command was misused. Errors are one line on stderr (a traceback only
-with --debug); they are turned into exit code 2 in this package and nowhere else:
-misuse the parser catches in `usage`, everything else in `app.errors_to_exit_code`.
+with --debug). Every command returns a result; `bnstat.cli.app` alone turns results and
+errors into exit codes.
 """
 
 from __future__ import annotations
 
 # commands are listed in --help in the order they are registered
 # isort: off
-from bnstat.cli import inspect_commands, recalibrate_command, diff_command
+from bnstat.cli import inspect_commands, rules_command, recalibrate_command, diff_command
 # isort: on
 
 from bnstat.cli.app import app
 
-__all__ = ["app", "diff_command", "inspect_commands", "main", "recalibrate_command"]
+__all__ = [
+    "app",
+    "diff_command",
+    "inspect_commands",
+    "main",
+    "recalibrate_command",
+    "rules_command",
+]
 
 
 def main() -> None:

@@ -1,20 +1,91 @@
-"""The Typer application, its shared options, and where errors raised while a command
-runs become exit codes (those of the argument parser: `bnstat.cli.usage`)."""
+"""The Typer application, its shared options, and the one place where results and errors
+become exit codes.
+
+Every command is a function registered with `command()` that returns a result
+(`bnstat.report`); `exit_code` turns its verdict into 0 (passed), 1 (failed the gate) or
+2 (an input could not be read), and `_stopped` turns what stopped a command instead into
+2 (a bad input or invocation, one line on stderr; a bug, "internal error, please
+report"; the traceback under --debug), 130 (Ctrl-C) or 143 (SIGTERM). The command group
+turns the argument parser's complaints into 2 as well.
+"""
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+import functools
+import signal
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from bnstat import __version__
-from bnstat.cli.usage import BnstatGroup
-from bnstat.errors import BnstatError
-from bnstat.formats import OutputFormat
+from bnstat.cli import terminal
+from bnstat.cli.usage import CLICK_ERROR, USAGE_ERROR, BnstatCommand, one_line, usage_line
+from bnstat.errors import BnstatError, internal_error
+from bnstat.formats.display import Display
+from bnstat.report.verdict import Result, Verdict
+from bnstat.termination import Terminated
+
+EXIT_CODES = {Verdict.PASSED: 0, Verdict.FAILED: 1, Verdict.UNREADABLE: 2}
+ERROR = 2  # a bad input or invocation, or a bug
+INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+TERMINATED = 128 + signal.SIGTERM
+
+
+def exit_code(result: Result) -> int:
+    """The exit code of a command that ran to the end."""
+    return EXIT_CODES[result.verdict]
+
+
+def _stopped(err: BaseException, debug: bool) -> int:
+    """Say on stderr what stopped a command; its exit code."""
+    if isinstance(err, KeyboardInterrupt):
+        typer.echo("bnstat: interrupted", err=True)
+        return INTERRUPTED
+    if isinstance(err, Terminated):
+        return TERMINATED  # quietly, as a process ended by the signal
+    if not isinstance(err, Exception) or isinstance(err, CLICK_ERROR | typer.Exit | typer.Abort):
+        raise err  # the interpreter's and click's own: they know their exit
+    if debug:
+        traceback.print_exception(err)
+    message = str(err) if isinstance(err, BnstatError) else internal_error(err, not debug)
+    typer.echo(f"bnstat: error: {message}", err=True)
+    return ERROR
+
+
+class BnstatGroup(TyperGroup):
+    """The command group: a command's exit code becomes the process's, and click's
+    three-line usage errors become one line and exit code 2."""
+
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None,
+        complete_var: str | None = None, standalone_mode: bool = True,
+        windows_expand_args: bool = True, **extra: Any,
+    ) -> Any:  # fmt: skip
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, standalone_mode=False,
+            windows_expand_args=windows_expand_args, **extra,
+        )  # fmt: skip
+        if not standalone_mode:
+            return run()
+        try:
+            code = run()
+        except USAGE_ERROR as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # plain `bnstat`: the help
+                err.show()  # type: ignore[attr-defined]
+                raise SystemExit(int(getattr(err, "exit_code", ERROR))) from None
+            typer.echo(usage_line(err), err=True)
+            raise SystemExit(ERROR) from None
+        except CLICK_ERROR as err:
+            typer.echo(f"bnstat: error: {one_line(err)}", err=True)
+            raise SystemExit(getattr(err, "exit_code", 1)) from None
+        except typer.Abort:
+            typer.echo("bnstat: aborted", err=True)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)  # help and --version: None
+
 
 app = typer.Typer(
     name="bnstat",
@@ -27,6 +98,28 @@ app = typer.Typer(
 )
 
 
+def command(
+    name: str | None = None, *, short_help: str
+) -> Callable[[Callable[..., Result]], Callable[..., Result]]:
+    """Register a command whose function returns a result; the command's exit code is
+    `exit_code(result)`, or `_stopped`'s for what stopped it (the function's `debug`
+    parameter asks for tracebacks)."""
+
+    def register(function: Callable[..., Result]) -> Callable[..., Result]:
+        @functools.wraps(function)
+        def run(**arguments: Any) -> int:
+            try:
+                result = function(**arguments)
+            except BaseException as err:
+                return _stopped(err, bool(arguments.get("debug")))
+            return exit_code(result)
+
+        app.command(name, cls=BnstatCommand, short_help=short_help)(run)
+        return function
+
+    return register
+
+
 def option(
     help_text: str, *names: str, metavar: str | None = None, minimum: int | None = None
 ) -> Any:
@@ -37,16 +130,10 @@ def option(
 DebugOpt = Annotated[bool, option("Show tracebacks for errors.", "--debug")]
 
 
-class ReportFormat(str, enum.Enum):
-    """The two outputs of `diff` and `recalibrate`."""
-
-    TABLE = "table"
-    JSON = "json"
-
-
-ReportFormatOpt = Annotated[
-    ReportFormat, typer.Option("--format", "-f", help="A table, or JSON for scripts.")
-]
+def display(table: bool, **fields: Any) -> Display:
+    """How a command's text will be shown: colour for a table that goes to a terminal,
+    the terminal's width (`bnstat.cli.terminal`), and any other `Display` field."""
+    return Display(color=table and terminal.is_terminal(), width=terminal.width(), **fields)
 
 
 def _version(value: bool) -> None:
@@ -63,35 +150,3 @@ def _root(
     ] = False,
 ) -> None:
     """Inspect, gate and recalibrate the BatchNorm statistics inside checkpoints."""
-
-
-@contextmanager
-def errors_to_exit_code(debug: bool) -> Iterator[None]:
-    """Turn every expected error into one line on stderr and exit code 2."""
-    try:
-        yield
-    except BnstatError as err:
-        if debug:
-            raise
-        typer.echo(f"bnstat: error: {err}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo("bnstat: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as err:  # a bug or an input nobody foresaw: still one line, exit 2
-        if debug:
-            raise
-        typer.echo(
-            f"bnstat: error: unexpected {type(err).__name__}: {err} (rerun with --debug)", err=True
-        )
-        raise typer.Exit(2) from None
-
-
-def terminal(output: Path | None, fmt: OutputFormat) -> tuple[bool, int]:
-    """Colour when the table goes to a terminal; the width of the terminal the text ends up
-    in: `COLUMNS` when set, else the terminal on stdin, stdout or stderr (so `| less` fits
-    the window), else 80 columns, the width of an ordinary terminal window."""
-    from rich.console import Console
-
-    console = Console()
-    return output is None and fmt is OutputFormat.TABLE and console.is_terminal, console.width

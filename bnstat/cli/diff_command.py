@@ -8,17 +8,10 @@ from typing import Annotated
 
 import typer
 
-from bnstat.cli.app import (
-    DebugOpt,
-    ReportFormat,
-    ReportFormatOpt,
-    app,
-    errors_to_exit_code,
-    option,
-    terminal,
-)
-from bnstat.cli.usage import BnstatCommand
-from bnstat.formats import OutputFormat
+from bnstat.cli.app import DebugOpt, command, display, option
+from bnstat.cli.report_options import ConfigOpt, EpsOpt, RuleFlags
+from bnstat.formats import DiffFormat
+from bnstat.report.verdict import Result
 
 ArgA = Annotated[
     Path, typer.Argument(metavar="A", help="The checkpoint before.", show_default=False)
@@ -26,36 +19,36 @@ ArgA = Annotated[
 ArgB = Annotated[
     Path, typer.Argument(metavar="B", help="The checkpoint after.", show_default=False)
 ]
+DiffFormatOpt = Annotated[
+    DiffFormat, typer.Option("--format", "-f", help="A table, or JSON for scripts.")
+]
 SourceOpt = Annotated[
     str | None, option("Which model of files holding several (e.g. ema).", metavar="NAME")
 ]
 SideOpt = Annotated[
     str | None, option("Which model of this side's file (overrides --source).", metavar="NAME")
 ]
+FailOnChangeOpt = Annotated[
+    bool, typer.Option("--fail-on-change", help="Exit 1 when any layer changed.")
+]
 
 
-@app.command(cls=BnstatCommand, short_help="Per-layer drift between two checkpoints.")
+@command(short_help="Per-layer drift between two checkpoints.")
 def diff(
-    a: ArgA, b: ArgB, format: ReportFormatOpt = ReportFormat.TABLE,
-    source: SourceOpt = None, source_a: SideOpt = None, source_b: SideOpt = None,
-    fail_on_change: Annotated[
-        bool, typer.Option("--fail-on-change", help="Exit 1 when any layer changed.")
-    ] = False,
-    debug: DebugOpt = False,
-) -> None:  # fmt: skip
+    a: ArgA, b: ArgB, format: DiffFormatOpt = DiffFormat.TABLE, source: SourceOpt = None,
+    source_a: SideOpt = None, source_b: SideOpt = None, fail_on_change: FailOnChangeOpt = False,
+    eps: EpsOpt = None, config: ConfigOpt = None, debug: DebugOpt = False,
+) -> Result:  # fmt: skip
     """Compare the BatchNorm statistics of two checkpoints, layer by layer.
 
     A and B may be one file: `diff ckpt.pt ckpt.pt --source-a model --source-b ema`.
     """
     from bnstat.diff import diff_checkpoints
-    from bnstat.formats.diff import render_diff_json, render_diff_table
-    from bnstat.settings import Settings
+    from bnstat.formats import diff_emitter
 
-    with errors_to_exit_code(debug):
-        report = diff_checkpoints(a, b, Settings(), source_a or source, source_b or source)
-        if format is ReportFormat.JSON:
-            sys.stdout.write(render_diff_json(report))
-        else:
-            color, width = terminal(None, OutputFormat.TABLE)
-            sys.stdout.write(render_diff_table(report, color, width))
-    raise typer.Exit(1 if fail_on_change and report.changed else 0)
+    settings = RuleFlags(config, eps=eps).settings()
+    report = diff_checkpoints(
+        a, b, settings, source_a or source, source_b or source, fail_on_change
+    )
+    sys.stdout.write(diff_emitter(format)(report, display(format is DiffFormat.TABLE)))
+    return report

@@ -1,20 +1,16 @@
-"""A progress bar on stderr for passes over calibration data (shown only on a terminal)."""
+"""A progress bar on stderr for passes over calibration data (shown only on a terminal).
+
+rich is loaded only when the bar is shown.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 Result = TypeVar("Result")
 
@@ -23,6 +19,15 @@ class TerminalProgress:
     """One bar per pass over the calibration data, counting samples."""
 
     def __init__(self, total_samples: int | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -8,16 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bnstat.cli.app import (
-    DebugOpt,
-    ReportFormat,
-    ReportFormatOpt,
-    app,
-    errors_to_exit_code,
-    option,
-    terminal,
-)
-from bnstat.cli.progress import with_progress
+from bnstat.cli.app import DebugOpt, command, display, option
 from bnstat.cli.run_options import (
     ArchKwargsOpt,
     ArchOpt,
@@ -40,12 +31,12 @@ from bnstat.cli.run_options import (
     WorkersOpt,
     require_torch,
 )
-from bnstat.cli.usage import BnstatCommand
 from bnstat.errors import UsageError
-from bnstat.formats import OutputFormat
+from bnstat.formats import RecalibrationFormat
+from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.summary import RecalibrationReport
+    from bnstat.report.recalibration import RecalibrationReport
 
 
 CheckpointArg = Annotated[
@@ -82,9 +73,12 @@ InPlaceOpt = Annotated[bool, option("Overwrite the input checkpoint (atomically)
 ReportOpt = Annotated[
     Path | None, option("Also write the before/after report as JSON.", metavar="FILE")
 ]
+RecalibrationFormatOpt = Annotated[
+    RecalibrationFormat, typer.Option("--format", "-f", help="A table, or JSON for scripts.")
+]
 
 
-@app.command(cls=BnstatCommand, short_help="Re-estimate the statistics on data.")
+@command(short_help="Re-estimate the statistics on data.")
 def recalibrate(
     checkpoint: CheckpointArg, data: DataOpt, output: RecalOutputOpt = None, arch: ArchOpt = None,
     arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None, unsafe_load: UnsafeOpt = False,
@@ -94,53 +88,52 @@ def recalibrate(
     max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
     workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, device: DeviceOpt = "auto",
     input_key: InputKeyOpt = None, in_place: InPlaceOpt = False, report: ReportOpt = None,
-    format: ReportFormatOpt = ReportFormat.TABLE, debug: DebugOpt = False,
-) -> None:  # fmt: skip
+    format: RecalibrationFormatOpt = RecalibrationFormat.TABLE, debug: DebugOpt = False,
+) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
-    with errors_to_exit_code(debug):
-        require_torch("bnstat recalibrate")
-        from bnstat.recalibrate.estimator import Method
-        from bnstat.recalibrate.run import Request
-        from bnstat.recalibrate.run import recalibrate as run_recalibration
+    from bnstat.cli.progress import with_progress
 
-        if output is None and not in_place:
-            raise UsageError("give --output FILE, or --in-place to overwrite the input")
-        try:
-            chosen_method = Method(method)
-        except ValueError:
-            raise UsageError(f"--method {method!r}: expected exact or train-average") from None
-        model = ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device)
-        loading = DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples,
-                            seed, batch_size, workers, cache_mb)  # fmt: skip
-        request = Request(
-            checkpoint=checkpoint,
-            data=data,
-            output=output if output is not None else checkpoint,
-            model=model.spec(),
-            data_options=loading.options(),
-            channels=loading.channel_count,
-            method=chosen_method,
-            passes=passes,
-            verify=verify,
-            device=device,
-            input_key=input_key,
-            in_place=in_place,
-        )
-        result = with_progress(lambda progress: run_recalibration(request, progress))
-        if result.output is None:  # a process of a distributed run that does not write
-            return
+    require_torch("bnstat recalibrate")
+    from bnstat.recalibrate.estimator import Method
+    from bnstat.recalibrate.run import Request
+    from bnstat.recalibrate.run import recalibrate as run_recalibration
+
+    if output is None and not in_place:
+        raise UsageError("give --output FILE, or --in-place to overwrite the input")
+    try:
+        chosen_method = Method(method)
+    except ValueError:
+        raise UsageError(f"--method {method!r}: expected exact or train-average") from None
+    model = ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device)
+    loading = DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples,
+                        seed, batch_size, workers, cache_mb)  # fmt: skip
+    request = Request(
+        checkpoint=checkpoint,
+        data=data,
+        output=output if output is not None else checkpoint,
+        model=model.spec(),
+        data_options=loading.options(),
+        channels=loading.channel_count,
+        method=chosen_method,
+        passes=passes,
+        verify=verify,
+        device=device,
+        input_key=input_key,
+        in_place=in_place,
+    )
+    result = with_progress(lambda progress: run_recalibration(request, progress))
+    if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
+    return result
 
 
-def _show(result: RecalibrationReport, report: Path | None, format: ReportFormat) -> None:
+def _show(result: RecalibrationReport, report: Path | None, fmt: RecalibrationFormat) -> None:
     from bnstat.atomic import atomic_output
-    from bnstat.formats.recalibration import recalibration_json, render_recalibration
+    from bnstat.formats import recalibration_emitter
 
     if report is not None:
+        json_text = recalibration_emitter(RecalibrationFormat.JSON)(result, display(False))
         with atomic_output(report) as temporary:
-            temporary.write_text(recalibration_json(result), encoding="utf-8")
-    if format is ReportFormat.JSON:
-        sys.stdout.write(recalibration_json(result))
-    else:
-        color, width = terminal(None, OutputFormat.TABLE)
-        sys.stdout.write(render_recalibration(result, color, width))
+            temporary.write_text(json_text, encoding="utf-8")
+    text = recalibration_emitter(fmt)(result, display(fmt is RecalibrationFormat.TABLE))
+    sys.stdout.write(text)

@@ -9,7 +9,6 @@ that repairs what `check --data` found).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Annotated, Any
@@ -166,6 +165,8 @@ class DataFlags:
 
 
 def _json_object(text: str) -> dict[str, object]:
+    import json
+
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

@@ -2,18 +2,16 @@
 
 click prints a misused command (an unknown option, a missing argument, a value out of
 range) as three lines: the usage, a hint and the error. bnstat prints every error as one
-`bnstat: error: ...` line, so the command group catches click's errors and says the same
-in one line with the hint to `--help`, exit code 2.
+`bnstat: error: ...` line, so the command group (`bnstat.cli.app`) catches click's errors
+and says the same here in one line, with the hint to `--help`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
 from typing import Any, cast
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -23,8 +21,8 @@ def _click_class(name: str) -> type[Exception]:
     return cast("type[Exception]", found)
 
 
-_USAGE_ERROR = _click_class("UsageError")
-_CLICK_ERROR = _click_class("ClickException")
+USAGE_ERROR = _click_class("UsageError")
+CLICK_ERROR = _click_class("ClickException")
 
 
 def one_line(err: Exception) -> str:
@@ -40,42 +38,6 @@ def usage_line(err: Exception) -> str:
     context = getattr(err, "ctx", None)
     command = context.command_path if context is not None else "bnstat"
     return f"bnstat: error: {one_line(err)}; see '{command} --help'"
-
-
-class BnstatGroup(TyperGroup):
-    """The command group, with click's three-line usage errors turned into one line."""
-
-    def main(
-        self, args: Sequence[str] | None = None, prog_name: str | None = None,
-        complete_var: str | None = None, standalone_mode: bool = True,
-        windows_expand_args: bool = True, **extra: Any,
-    ) -> Any:  # fmt: skip
-        run = partial(
-            super().main, args, prog_name, complete_var, standalone_mode=False,
-            windows_expand_args=windows_expand_args, **extra,
-        )  # fmt: skip
-        if not standalone_mode:
-            return run()
-        try:
-            code = run()
-        except _USAGE_ERROR as err:
-            if type(err).__name__ == "NoArgsIsHelpError":  # plain `bnstat`: the help
-                raise SystemExit(_show_help(err)) from None
-            typer.echo(usage_line(err), err=True)
-            raise SystemExit(2) from None
-        except _CLICK_ERROR as err:
-            typer.echo(f"bnstat: error: {one_line(err)}", err=True)
-            raise SystemExit(getattr(err, "exit_code", 1)) from None
-        except typer.Abort:
-            typer.echo("bnstat: aborted", err=True)
-            raise SystemExit(1) from None
-        raise SystemExit(code if isinstance(code, int) else 0)
-
-
-def _show_help(err: Exception) -> int:
-    """Print the help that click attaches to a bare `bnstat`; its exit code."""
-    err.show()  # type: ignore[attr-defined]
-    return int(getattr(err, "exit_code", 2))
 
 
 class BnstatCommand(TyperCommand):

@@ -1,20 +1,36 @@
-"""Output formats: each a pure function from a `Report` to text.
+"""Output formats: for every command, an enum of its formats and a pure emitter per member.
 
-`EMITTERS` maps every member of the format enum to its emitter (a test walks them all);
-each emitter module is imported only when its format is asked for, so that the table's
-rich, say, is not loaded for JSON. Only the CLI writes the text anywhere.
+An emitter is a function from a command's result (`bnstat.report`) and a `Display`
+(`bnstat.formats.display`) to text; only the CLI writes the text anywhere. Each
+`*_emitter` function below handles its command's enum exhaustively (mypy checks it
+through `unreachable`; a test calls every member) and imports the emitter's module only
+when its format is asked for, so that JSON never loads rich and a table never loads the
+HTML page.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from importlib import import_module
+from typing import TYPE_CHECKING, TypeVar
 
-from bnstat.report import Report
+from bnstat.errors import unreachable
+from bnstat.formats.display import Display
+
+if TYPE_CHECKING:
+    from bnstat.report.diff import DiffReport
+    from bnstat.report.inspection import Report
+    from bnstat.report.recalibration import RecalibrationReport
+    from bnstat.report.rules import RuleListing
+
+Result = TypeVar("Result")
+
+Emitter = Callable[[Result, Display], str]
 
 
-class OutputFormat(str, enum.Enum):
+class InspectFormat(str, enum.Enum):
+    """`inspect` and `check --format`."""
+
     TABLE = "table"
     JSON = "json"
     MARKDOWN = "markdown"
@@ -24,39 +40,99 @@ class OutputFormat(str, enum.Enum):
     HTML = "html"
 
 
-class View(str, enum.Enum):
-    """`inspect` shows layers and findings; `check` shows findings only."""
+class DiffFormat(str, enum.Enum):
+    """`diff --format`."""
 
-    INSPECT = "inspect"
-    CHECK = "check"
-
-
-# format -> (module, function, whether the function takes the view's with_layers flag)
-EMITTERS: dict[OutputFormat, tuple[str, str, bool]] = {
-    OutputFormat.TABLE: ("table", "render_table", True),
-    OutputFormat.JSON: ("json_report", "render_json", False),
-    OutputFormat.MARKDOWN: ("markdown", "render_markdown", True),
-    OutputFormat.SARIF: ("sarif", "render_sarif", False),
-    OutputFormat.JUNIT: ("junit", "render_junit", False),
-    OutputFormat.GITHUB: ("github", "render_github", False),
-    OutputFormat.HTML: ("html", "render_html", False),
-}
+    TABLE = "table"
+    JSON = "json"
 
 
-def emitter(fmt: OutputFormat) -> Callable[..., str]:
-    module, function, _ = EMITTERS[fmt]
-    render: Callable[..., str] = getattr(import_module(f"{__name__}.{module}"), function)
-    return render
+class RulesFormat(str, enum.Enum):
+    """`rules --format`."""
+
+    TEXT = "text"
+    MARKDOWN = "markdown"
+    JSON = "json"
 
 
-def render(
-    report: Report, fmt: OutputFormat, view: View, color: bool = False, width: int = 120
-) -> str:
-    """The report as text in the chosen format."""
-    render_format = emitter(fmt)
-    with_layers = view is View.INSPECT
-    if fmt is OutputFormat.TABLE:
-        return render_format(report, with_layers, color, width)
-    if EMITTERS[fmt][2]:
-        return render_format(report, with_layers)
-    return render_format(report)
+class RecalibrationFormat(str, enum.Enum):
+    """`recalibrate --format` (and `--report FILE`, always JSON)."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+def inspect_emitter(fmt: InspectFormat) -> Emitter[Report]:
+    match fmt:
+        case InspectFormat.TABLE:
+            from bnstat.formats.table import render_table
+
+            return render_table
+        case InspectFormat.JSON:
+            from bnstat.formats.json_report import render_json
+
+            return render_json
+        case InspectFormat.MARKDOWN:
+            from bnstat.formats.markdown import render_markdown
+
+            return render_markdown
+        case InspectFormat.SARIF:
+            from bnstat.formats.sarif import render_sarif
+
+            return render_sarif
+        case InspectFormat.JUNIT:
+            from bnstat.formats.junit import render_junit
+
+            return render_junit
+        case InspectFormat.GITHUB:
+            from bnstat.formats.github import render_github
+
+            return render_github
+        case InspectFormat.HTML:
+            from bnstat.formats.html import render_html
+
+            return render_html
+    unreachable(fmt)
+
+
+def diff_emitter(fmt: DiffFormat) -> Emitter[DiffReport]:
+    match fmt:
+        case DiffFormat.TABLE:
+            from bnstat.formats.diff_table import render_diff_table
+
+            return render_diff_table
+        case DiffFormat.JSON:
+            from bnstat.formats.diff_json import render_diff_json
+
+            return render_diff_json
+    unreachable(fmt)
+
+
+def rules_emitter(fmt: RulesFormat) -> Emitter[RuleListing]:
+    match fmt:
+        case RulesFormat.TEXT:
+            from bnstat.formats.rules_doc import render_rules_text
+
+            return render_rules_text
+        case RulesFormat.MARKDOWN:
+            from bnstat.formats.rules_doc import render_rules_markdown
+
+            return render_rules_markdown
+        case RulesFormat.JSON:
+            from bnstat.formats.rules_doc import render_rules_json
+
+            return render_rules_json
+    unreachable(fmt)
+
+
+def recalibration_emitter(fmt: RecalibrationFormat) -> Emitter[RecalibrationReport]:
+    match fmt:
+        case RecalibrationFormat.TABLE:
+            from bnstat.formats.recalibration_table import render_recalibration_table
+
+            return render_recalibration_table
+        case RecalibrationFormat.JSON:
+            from bnstat.formats.recalibration_json import render_recalibration_json
+
+            return render_recalibration_json
+    unreachable(fmt)

@@ -6,14 +6,12 @@ wrap onto a second line; then optional columns are dropped, least useful first (
 table ranks its own, the histogram before the numbers); last, layer names are shortened
 from the left, keeping the end that tells them apart (`…blocks.4.mlp.norm`), cut at a
 `.`, `/` or `:` where that wastes little room. The name column and the columns without a
-`drop` rank (findings) always stay.
+`drop` rank (findings) always stay. Names are shortened by `bnstat.formats.names`.
 """
 
 from __future__ import annotations
 
-import re
 import textwrap
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,10 +21,10 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
+from bnstat.formats.names import abbreviate, distinguishing_width
+
 GAP = 2  # spaces between two columns (rich's padding of one on either side)
-ELLIPSIS = "…"
 NAME_FLOOR = 8  # a name column never gets narrower than this
-_CUT = re.compile(r"[./:]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,34 +137,3 @@ def _cells(column: Column, size: int) -> list[str | Text]:
     if column.kind == "name":
         return [abbreviate(str(cell), size) for cell in column.cells]
     return list(column.cells)
-
-
-def _tails(name: str) -> list[str]:
-    """The name and its ends after each separator, longest first."""
-    return [name, *(name[m.end() :] for m in _CUT.finditer(name) if m.end() < len(name))]
-
-
-def distinguishing_width(names: Sequence[str]) -> int:
-    """How wide a column must be to show every name, or `…` and the shortest end of it
-    that no other name shares."""
-    counts = Counter(tail for name in set(names) for tail in set(_tails(name)))
-    widest = 0
-    for name in set(names):
-        unique = [t for t in _tails(name)[1:] if counts[t] == 1]
-        shortest = cell_len(ELLIPSIS + unique[-1]) if unique else cell_len(name)
-        widest = max(widest, min(shortest, cell_len(name)))
-    return widest
-
-
-def abbreviate(name: str, width: int) -> str:
-    """`name`, or `…` and its end in `width` cells: cut after a separator when that keeps
-    at least two thirds of the room, else anywhere."""
-    if cell_len(name) <= width:
-        return name
-    fitting = [tail for tail in _tails(name)[1:] if cell_len(tail) + 1 <= width]
-    if fitting and 3 * (cell_len(fitting[0]) + 1) >= 2 * width:
-        return ELLIPSIS + fitting[0]
-    tail = name
-    while tail and cell_len(tail) + 1 > width:
-        tail = tail[1:]
-    return ELLIPSIS + tail

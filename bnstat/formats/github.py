@@ -8,8 +8,10 @@ workflow command syntax requires.
 
 from __future__ import annotations
 
-from bnstat.formats.text import qualified_location
-from bnstat.report import Report, Severity, exit_reason
+from bnstat.formats.display import Display
+from bnstat.formats.text import exit_reason, qualified_location
+from bnstat.report.inspection import Report
+from bnstat.report.severity import Severity
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -22,16 +24,18 @@ def _property(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render_github(report: Report) -> str:
+def render_github(report: Report, display: Display) -> str:
     lines = []
     for entry in report.checkpoints:
         file = _property(entry.path)
         if entry.error is not None:
-            lines.append(f"::error file={file},title=unreadable checkpoint::{_data(entry.error)}")
+            lines.append(
+                f"::error file={file},title=unreadable checkpoint::{_data(entry.error.message)}"
+            )
         for finding in entry.findings:
             where = qualified_location(entry, finding)
             title = _property(f"{finding.rule} {finding.name}")
             message = _data(f"{where}: {finding.message}. Fix: {finding.fix}")
             lines.append(f"::{COMMANDS[finding.severity]} file={file},title={title}::{message}")
-    lines.append(f"::notice title=bnstat::{_data(exit_reason(report))}")
+    lines.append(f"::notice title=bnstat::{_data(exit_reason(report, display.exit_code))}")
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from html import escape
 
 from bnstat.formats import svg
-from bnstat.formats.fit import abbreviate
+from bnstat.formats.display import Display
 from bnstat.formats.html_data import data_part
 from bnstat.formats.html_parts import (
     SPREAD,
@@ -33,26 +33,20 @@ from bnstat.formats.html_parts import (
     sev_class,
 )
 from bnstat.formats.html_style import CSS, LEGEND
+from bnstat.formats.names import abbreviate
 from bnstat.formats.text import (
     FindingGroup,
     by_severity,
     checkpoint_title,
+    exit_reason,
     grouped,
     location,
     number,
     severity_counts,
     summary_line,
 )
-from bnstat.report import (
-    CheckpointReport,
-    Distribution,
-    Finding,
-    LayerReport,
-    Report,
-    Severity,
-    exit_code,
-    exit_reason,
-)
+from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.report.severity import Severity
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted
 
@@ -60,22 +54,23 @@ OVERVIEW_WIDTH = 340  # units per overview axis (drawn as wide as its column)
 OVERVIEW_NAME = 28  # characters of a layer name in the overview; longer ones show their end
 
 
-def render_html(report: Report) -> str:
+def render_html(report: Report, display: Display) -> str:
     sections = "".join(_checkpoint(i, entry, report) for i, entry in enumerate(report.checkpoints))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/>'
         '<meta name="viewport" content="width=device-width, initial-scale=1"/>'
         f"<title>bnstat: {escape(summary_line(report))}</title><style>{CSS}</style></head>"
-        f"<body><main>{_header(report)}{_summary_table(report)}{sections}</main></body></html>\n"
+        f"<body><main>{_header(report, display.exit_code)}{_summary_table(report)}{sections}"
+        "</main></body></html>\n"
     )
 
 
-def _header(report: Report) -> str:
+def _header(report: Report, code: int) -> str:
     version = f"bnstat {escape(report.tool_version)} · " if report.tool_version else ""
     return (
         f"<header><h1>BatchNorm statistics report</h1><p class='sub'>{version}"
-        f"{escape(summary_line(report))}</p><p class='verdict exit{exit_code(report)}'>"
-        f"{escape(exit_reason(report))}</p></header>"
+        f"{escape(summary_line(report))}</p><p class='verdict exit{code}'>"
+        f"{escape(exit_reason(report, code))}</p></header>"
     )
 
 
@@ -110,7 +105,7 @@ def _summary_row(index: int, entry: CheckpointReport) -> str:
     if entry.error is not None:
         return (
             f"<tr class='sev-error'>{title}<td colspan='5' class='error'>could not be read: "
-            f"{escape(entry.error)}</td></tr>"
+            f"{escape(entry.error.message)}</td></tr>"
         )
     counts = "".join(
         f"<td class='num {f'sev-{s.value}' if n else 'zero'}'>{n}</td>"
@@ -129,7 +124,7 @@ def _checkpoint(index: int, entry: CheckpointReport, report: Report) -> str:
         return (
             f"<details class='ckpt sev-error' id='ck{index}' open=''><summary>{title}<span "
             f"class='facts'>could not be read</span></summary><p class='error'>"
-            f"{escape(entry.error)}</p></details>"
+            f"{escape(entry.error.message)}</p></details>"
         )
     facts = [escape(entry.format or "?"), counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:

@@ -14,7 +14,7 @@ from html import escape
 
 from bnstat.formats.html_parts import part
 from bnstat.formats.text import number
-from bnstat.report import CheckpointReport, LayerData, LayerReport
+from bnstat.report.inspection import CheckpointReport, LayerData, LayerReport
 
 WIDTH, CHART, LEFT, GAP = 640, 84, 44, 22  # units; each chart's height
 RATIO_FLOOR = math.log10(4)  # the ratio axis spans at least 1/4 .. 4

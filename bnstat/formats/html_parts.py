@@ -13,7 +13,7 @@ import numpy as np
 
 from bnstat.formats import svg
 from bnstat.formats.text import number
-from bnstat.report import CheckpointReport, Finding, LayerReport
+from bnstat.report.inspection import CheckpointReport, Finding, LayerReport
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bnstat.formats.display import Display
 from bnstat.formats.text import finite_or_none
-from bnstat.report import (
+from bnstat.report.inspection import (
     CheckpointReport,
     DataRun,
     Distribution,
@@ -19,7 +20,7 @@ from bnstat.report import (
 SCHEMA_VERSION = 1
 
 
-def render_json(report: Report) -> str:
+def render_json(report: Report, display: Display) -> str:
     """Compact JSON (an indent makes the encoder several times slower on big models)."""
     return json.dumps(report_dict(report), allow_nan=False) + "\n"
 
@@ -49,7 +50,7 @@ def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
         "format": entry.format,
         "source": entry.source,
         "stripped_prefix": entry.stripped_prefix,
-        "error": entry.error,
+        "error": entry.error.message if entry.error is not None else None,
         "layers": [_layer(layer) for layer in entry.layers],
         "findings": [finding_dict(f) for f in entry.findings],
         "data": _data_run(entry.data) if entry.data is not None else None,

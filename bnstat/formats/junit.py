@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
+from bnstat.formats.display import Display
 from bnstat.formats.text import checkpoint_title
-from bnstat.report import CheckpointReport, FailOn, Finding, Report
+from bnstat.report.inspection import CheckpointReport, Finding, Report
+from bnstat.report.severity import FailOn
 
 FILE_CASE = "(checkpoint)"
 
 
-def render_junit(report: Report) -> str:
+def render_junit(report: Report, display: Display) -> str:
     suites = ElementTree.Element("testsuites", name="bnstat")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for entry in report.checkpoints:
@@ -34,8 +36,8 @@ def _suite(entry: CheckpointReport, fail_on: FailOn) -> ElementTree.Element:
     if entry.error is not None:
         case = ElementTree.SubElement(suite, "testcase", classname=entry.path, name=FILE_CASE)
         ElementTree.SubElement(
-            case, "error", type="unreadable", message=entry.error
-        ).text = entry.error
+            case, "error", type="unreadable", message=entry.error.message
+        ).text = entry.error.message
         _count(suite, tests=1, failures=0, errors=1)
         return suite
     by_layer: dict[str | None, list[Finding]] = {None: []}

@@ -5,8 +5,10 @@ The `inspect` view adds the per-layer table; the `check` view lists findings onl
 
 from __future__ import annotations
 
+from bnstat.formats.display import Display
 from bnstat.formats.text import (
     checkpoint_title,
+    exit_reason,
     location,
     min_abs_weight,
     number,
@@ -14,18 +16,18 @@ from bnstat.formats.text import (
     summary_line,
     value_range,
 )
-from bnstat.report import CheckpointReport, LayerReport, Report, exit_reason
+from bnstat.report.inspection import CheckpointReport, LayerReport, Report
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted
 
 CHANNELS_SHOWN = 4  # channel indices in the findings table; more are counted
 
 
-def render_markdown(report: Report, with_layers: bool) -> str:
+def render_markdown(report: Report, display: Display) -> str:
     lines = [f"## bnstat: {summary_line(report)}", ""]
     for entry in report.checkpoints:
-        lines += _checkpoint(entry, with_layers)
-    lines += [f"_{exit_reason(report)}_", ""]
+        lines += _checkpoint(entry, display.layers)
+    lines += [f"_{exit_reason(report, display.exit_code)}_", ""]
     return "\n".join(lines)
 
 
@@ -36,7 +38,7 @@ def _cell(text: str) -> str:
 def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
     title = f"<code>{_cell(checkpoint_title(entry))}</code>"
     if entry.error is not None:
-        return [f"**{title}: could not be read:** {_cell(entry.error)}", ""]
+        return [f"**{title}: could not be read:** {_cell(entry.error.message)}", ""]
     status = severity_counts(entry.findings)
     lines = [
         f"<details{' open' if entry.findings else ''}><summary>{title}: "

@@ -1,4 +1,5 @@
-"""`bnstat rules`: the rule table, or one rule's documentation, with effective thresholds.
+"""`bnstat rules` as text, markdown or JSON: the rule table, or one rule's documentation,
+with the thresholds in effect.
 
 Everything comes from the rule modules' docstrings and parameters, so the CLI, the
 README table and SARIF rule metadata cannot drift apart.
@@ -9,33 +10,30 @@ from __future__ import annotations
 import json
 import textwrap
 
-from bnstat.errors import UsageError
-from bnstat.rules import RULES, rule_named
+from bnstat.formats.display import Display
+from bnstat.report.rules import RuleListing
+from bnstat.rules import RULES
 from bnstat.rules.base import Rule
 from bnstat.settings import Settings
 
 SECTION_TITLES = ("What it checks", "Why it matters", "Example", "Fix")
 
 
-def render_rules(code: str | None, fmt: str, settings: Settings, width: int = 80) -> str:
-    """The rules in `fmt`; text is wrapped between words to `width` columns."""
-    selected = RULES if code is None else (_one(code),)
-    if fmt == "json":
-        return json.dumps([_rule_dict(r, settings) for r in selected], indent=2) + "\n"
-    if fmt == "markdown":
-        return _markdown_table(settings) if code is None else _markdown_rule(selected[0], settings)
-    if fmt == "text":
-        if code is None:
-            return _text_table(settings, width)
-        return _text_rule(selected[0], settings, width)
-    raise UsageError(f"--format {fmt!r}: expected text, markdown or json")
+def render_rules_text(listing: RuleListing, display: Display) -> str:
+    """Text wrapped between words to the display's width."""
+    if listing.explained:
+        return _text_rule(listing.rules[0], listing.settings, display.width)
+    return _text_table(listing.settings, display.width)
 
 
-def _one(code: str) -> Rule:
-    rule = rule_named(code)
-    if rule is None:
-        raise UsageError(f"unknown rule {code!r}; `bnstat rules` lists them")
-    return rule
+def render_rules_markdown(listing: RuleListing, display: Display) -> str:
+    if listing.explained:
+        return _markdown_rule(listing.rules[0], listing.settings)
+    return _markdown_table(listing.settings)
+
+
+def render_rules_json(listing: RuleListing, display: Display) -> str:
+    return json.dumps([_rule_dict(r, listing.settings) for r in listing.rules], indent=2) + "\n"
 
 
 def _thresholds(rule: Rule, settings: Settings) -> list[str]:

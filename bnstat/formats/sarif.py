@@ -16,8 +16,10 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
+from bnstat.formats.display import Display
 from bnstat.formats.text import qualified_location
-from bnstat.report import CheckpointReport, Finding, Report, Severity
+from bnstat.report.inspection import CheckpointReport, Finding, Report
+from bnstat.report.severity import Severity
 from bnstat.rules import RULES
 from bnstat.rules.base import Rule
 
@@ -26,7 +28,7 @@ LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "
 SECURITY_RULES = {"BN011": "8.0"}  # a pickle that runs code when loaded
 
 
-def render_sarif(report: Report) -> str:
+def render_sarif(report: Report, display: Display) -> str:
     run = {
         "tool": {"driver": _driver(report.tool_version)},
         "invocations": [_invocation(report)],
@@ -107,16 +109,16 @@ def _result(entry: CheckpointReport, finding: Finding) -> dict[str, Any]:
 
 
 def _invocation(report: Report) -> dict[str, Any]:
-    failures = [entry for entry in report.checkpoints if entry.error is not None]
+    failures = [(entry, entry.error) for entry in report.checkpoints if entry.error is not None]
     return {
         "executionSuccessful": not failures,
         "toolExecutionNotifications": [
             {
                 "descriptor": {"id": "unreadable-checkpoint"},
                 "level": "error",
-                "message": {"text": f"could not be read: {entry.error}"},
+                "message": {"text": f"could not be read: {error.message}"},
                 "locations": [{"physicalLocation": _physical(entry)}],
             }
-            for entry in failures
+            for entry, error in failures
         ],
     }

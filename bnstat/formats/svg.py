@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnstat.formats.text import number
-from bnstat.report import Distribution
+from bnstat.report.inspection import Distribution
 
 ROW_HEIGHT = 18
 MARGIN = 14  # room left and right of an overview axis for tick labels and arrowheads

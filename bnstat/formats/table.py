@@ -17,11 +17,13 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from bnstat.formats.display import Display
 from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.text import (
     FindingGroup,
     by_severity,
     checkpoint_title,
+    exit_reason,
     grouped,
     location,
     min_abs_weight,
@@ -30,7 +32,8 @@ from bnstat.formats.text import (
     summary_line,
     value_range,
 )
-from bnstat.report import CheckpointReport, LayerReport, Report, Severity, exit_code, exit_reason
+from bnstat.report.inspection import CheckpointReport, LayerReport, Report
+from bnstat.report.severity import Severity
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted, span
 
@@ -58,12 +61,13 @@ def text_of(buffer: io.StringIO) -> str:
     return "".join(line.rstrip(" \n") + "\n" for line in buffer.getvalue().splitlines(True))
 
 
-def render_table(report: Report, with_layers: bool, color: bool = False, width: int = 120) -> str:
-    console, buffer = string_console(color, width)
+def render_table(report: Report, display: Display) -> str:
+    console, buffer = string_console(display.color, display.width)
     for entry in report.checkpoints:
-        _print_checkpoint(console, entry, with_layers)
+        _print_checkpoint(console, entry, display.layers)
     console.print(Text(summary_line(report), style="bold"))
-    console.print(Text(exit_reason(report), style="red" if exit_code(report) else "green"))
+    code = display.exit_code
+    console.print(Text(exit_reason(report, code), style="red" if code else "green"))
     return text_of(buffer)
 
 
@@ -78,7 +82,7 @@ def print_title(console: Console, title: str) -> None:
 def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bool) -> None:
     print_title(console, checkpoint_title(entry))
     if entry.error is not None:
-        console.print(Text(f"could not be read: {entry.error}", style="bold red"))
+        console.print(Text(f"could not be read: {entry.error.message}", style="bold red"))
         console.print()
         return
     facts = [entry.format or "?", counted(len(entry.layers), "layer")]

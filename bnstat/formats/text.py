@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from bnstat.report import CheckpointReport, Distribution, Finding, LayerReport, Report, Severity
+from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.report.severity import Severity
+from bnstat.report.verdict import Verdict
 from bnstat.wording import counted, span
 
 
@@ -21,7 +24,17 @@ def value_range(dist: Distribution | None) -> str:
     return f"{text} ({dist.nonfinite} non-finite)" if dist.nonfinite else text
 
 
-def checkpoint_title(entry: CheckpointReport) -> str:
+class Located(Protocol):
+    """A model in a file: a checkpoint report, or one side of a diff."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def source(self) -> str | None: ...
+
+
+def checkpoint_title(entry: Located) -> str:
     """`path` or `path [ema]` when the file holds several models."""
     return f"{entry.path} [{entry.source}]" if entry.source else entry.path
 
@@ -83,6 +96,23 @@ def summary_line(report: Report) -> str:
     return text + (
         f"; {skipped} other file{'' if skipped == 1 else 's'} skipped" if skipped else ""
     )
+
+
+def exit_reason(report: Report, code: int) -> str:
+    """One line saying why the run ends with exit `code`: unreadable inputs first, then
+    the findings at or above --fail-on, or those below it."""
+    summary, fail_on = report.summary, report.fail_on
+    counts = [(summary.error, "error"), (summary.warning, "warning"), (summary.info, "info")]
+    failing = [counted(n, name) for n, name in counts if n and fail_on.fails(Severity(name))]
+    passing = [counted(n, name) for n, name in counts if n and not fail_on.fails(Severity(name))]
+    reasons = []
+    if report.verdict is Verdict.UNREADABLE:
+        reasons.append(f"{counted(summary.unreadable, 'input')} could not be read")
+    if failing:
+        reasons.append(f"{', '.join(failing)} at or above --fail-on {fail_on.value}")
+    elif passing:
+        reasons.append(f"{', '.join(passing)} below --fail-on {fail_on.value}")
+    return f"exit {code}: {'; '.join(reasons) or 'no findings'}"
 
 
 def min_abs_weight(layer: LayerReport) -> float | None:

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bnstat.dtypes import DTYPES, DType, encode
-from bnstat.errors import BnstatError, CheckpointError, MissingDependencyError
+from bnstat.errors import (
+    BnstatError,
+    CheckpointError,
+    MissingDependencyError,
+    UnsupportedCheckpointError,
+)
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
 from bnstat.readers.onnx_graph import (
     BATCHNORM,
@@ -54,61 +59,6 @@ EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 # types (float16 and bfloat16 as bit patterns, small integers, bool) widen into int32_data
 TYPED_FIELDS = {"float32": "float_data", "float64": "double_data", "int64": "int64_data"}
 TYPED_FIELDS |= {"uint32": "uint64_data", "uint64": "uint64_data"}
-
-# ModelProto fields after ir_version, by number: their protobuf wire type (0 varint, 2 bytes)
-_MODEL_FIELDS = {2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
-_NAME_FIELDS = {2, 3, 4}  # producer_name, producer_version, domain: one line of text
-_GRAPH_TAGS = {0x0A, 0x12, 0x2A, 0x52, 0x5A, 0x62, 0x6A, 0x72, 0x7A, 0x82}  # GraphProto fields
-_OPSET_TAGS = {0x0A, 0x10}  # OperatorSetIdProto: domain, version
-
-
-def looks_like_onnx(head: bytes, size: int) -> bool:
-    """A serialized ModelProto: `ir_version` first, then known fields of the right kinds.
-
-    Every field that starts in `head` must be one ModelProto has, with its wire type, a
-    length that fits in the file, and plausible content (names are text, a graph starts
-    with a GraphProto field), so that a raw weight file or another protobuf (a TensorFlow
-    SavedModel also starts with field 1 = 1) is not taken for a model.
-    """
-    if len(head) < 4 or head[0] != 0x08 or not 1 <= head[1] < 0x80:
-        return False
-    position, fields = 2, 0
-    while position < len(head):
-        tag, position = varint(head, position)
-        value, position = varint(head, position)
-        if tag is None or value is None:
-            break  # the field runs past the head: what was seen so far decides
-        number, wire = tag >> 3, tag & 7
-        if _MODEL_FIELDS.get(number) != wire:
-            return False
-        if wire == 2:
-            if position + value > size or not _plausible(number, head[position : position + value]):
-                return False
-            position += value
-        fields += 1
-    return fields > 0
-
-
-def varint(data: bytes, position: int) -> tuple[int | None, int]:
-    """The protobuf varint at `position` and where it ends; None when `data` ends first."""
-    value = shift = 0
-    while position < len(data) and shift < 64:
-        byte = data[position]
-        value |= (byte & 0x7F) << shift
-        position, shift = position + 1, shift + 7
-        if byte < 0x80:
-            return value, position
-    return None, position
-
-
-def _plausible(number: int, content: bytes) -> bool:
-    if number in _NAME_FIELDS:
-        return all(b >= 0x20 and b != 0x7F for b in content)
-    if number == 7:
-        return not content or content[0] in _GRAPH_TAGS
-    if number == 8:
-        return not content or content[0] in _OPSET_TAGS
-    return True
 
 
 def load_model(path: Path, external_data: bool = False) -> ModelProto:
@@ -236,7 +186,9 @@ class StoredTensors:
     def tensor_ref(self, tensor: TensorProto, what: str) -> TensorRef:
         name = ONNX_DTYPES.get(tensor.data_type)
         if name is None:
-            raise CheckpointError(f"{what} has ONNX data type {tensor.data_type}, not supported")
+            raise UnsupportedCheckpointError(
+                f"{what} has ONNX data type {tensor.data_type}, not supported"
+            )
         dtype = DTYPES[name]
         shape = tuple(tensor.dims)
         if min(shape, default=0) < 0:

@@ -31,12 +31,6 @@ from bnstat.tensor_ref import ByteSource, OpenFile
 MAX_PLAIN_PICKLE_BYTES = 128 * 2**20  # read whole, unlike torch files: the tensors are inside
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 LOADER = ".".join(LOAD_FROM_BYTES)
-PROTOCOLS = range(2, 6)  # what starts with b"\x80" and a protocol byte; 0 and 1 have no header
-
-
-def is_plain_pickle(head: bytes) -> bool:
-    """Whether the file starts like a pickle of protocol 2 or later."""
-    return len(head) >= 2 and head[0] == 0x80 and head[1] in PROTOCOLS
 
 
 def read_plain_pickle(path: Path) -> RawCheckpoint:

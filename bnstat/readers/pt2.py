@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from bnstat.dtypes import DTYPES, DType
-from bnstat.errors import CheckpointError
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 from bnstat.readers.base import ModuleConstants, parse_json
 from bnstat.readers.followers import Use, Uses, follower_of
 from bnstat.tensor_ref import ByteSource, TensorRef
@@ -55,7 +55,9 @@ def _tensor(name: str, entry: Any, folder: str, sources: Sources) -> TensorRef:
     if not isinstance(entry, dict) or not isinstance(entry.get("path_name"), str):
         raise CheckpointError(f"pt2 weights config: malformed entry for {name}")
     if entry.get("use_pickle"):
-        raise CheckpointError(f"{name} is stored pickled in the pt2 archive: not supported")
+        raise UnsupportedCheckpointError(
+            f"{name} is stored pickled in the pt2 archive: not supported"
+        )
     meta = entry.get("tensor_meta", {})
     code = meta.get("dtype") if isinstance(meta, dict) else None
     if code not in SCALAR_TYPES:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnstat.dtypes import DType
-from bnstat.errors import CheckpointError
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 from bnstat.readers.base import RawCheckpoint, printable
 from bnstat.readers.pickle_allowlist import (
     ALLOWED,
@@ -94,7 +94,7 @@ class PickleResult:
     end: int = 0  # offset just after the pickle's STOP opcode
 
 
-_SIZED = (str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict)
+_SIZED = frozenset({str, bytes, bytearray, tuple, list, dict, set, frozenset, PickledOrderedDict})
 
 
 def _call_bytes(args: tuple[Any, ...], kwargs: dict[str, Any], item_bytes: int) -> int:
@@ -102,8 +102,9 @@ def _call_bytes(args: tuple[Any, ...], kwargs: dict[str, Any], item_bytes: int) 
     argument that is a container or string (what a callee that copies it needs)."""
     total = 8 * (len(args) + len(kwargs))
     if item_bytes:
+        sized = _SIZED
         for value in (*args, *kwargs.values()) if kwargs else args:
-            if type(value) in _SIZED:
+            if type(value) in sized:
                 total += item_bytes * len(value)
     return total
 
@@ -189,7 +190,7 @@ class _Unpickler(pickle.Unpickler):
         if not isinstance(key, str) or len(key) > 4096 or not is_count(numel):
             raise CheckpointError("a storage has a malformed key or size")
         if len(pid) > 5 and pid[5] is not None:
-            raise CheckpointError("storage views from pre-0.4 torch are not supported")
+            raise UnsupportedCheckpointError("storage views from pre-0.4 torch are not supported")
         return StorageRef(kind.dtype, self._resolve(key, kind.dtype, numel), self._big_endian)
 
 

@@ -23,11 +23,6 @@ MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
 MAX_INDEX_BYTES = 64 * 2**20
 
 
-def looks_like_safetensors(head: bytes) -> bool:
-    """An 8-byte header length followed by a JSON object (the reader checks the length)."""
-    return len(head) >= 9 and int.from_bytes(head[:8], "little") >= 2 and head[8:9] == b"{"
-
-
 def _dtype(code: Any, name: str) -> DType:
     if code in SAFETENSORS_DTYPES:
         return DTYPES[SAFETENSORS_DTYPES[code]]
@@ -121,10 +116,6 @@ def read_safetensors(path: Path) -> RawCheckpoint:
         file.close()
         raise
     return RawCheckpoint(path, CheckpointFormat.SAFETENSORS, tensors, closers=[file.close])
-
-
-def is_shard_index(head: bytes) -> bool:
-    return head.lstrip()[:1] == b"{" and b"weight_map" in head
 
 
 def shard_names(path: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """Tell a file's format from its first bytes, never from its name.
 
 Extensions lie (`.bin`, `.ckpt`, `.pth` and `.pt` are all used for every torch format), so
-the reader is chosen by magic bytes. Files bnstat cannot read get an error that says what
-they appear to be, which is more use than "unsupported format".
+the reader is chosen by magic bytes, told apart here without loading any reader. Files
+bnstat cannot read get an error that says what they appear to be, which is more use than
+"unsupported format".
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import enum
 import stat
 from pathlib import Path
 
-from bnstat.errors import CheckpointError
-from bnstat.readers.onnx_model import looks_like_onnx
-from bnstat.readers.plain_pickle import is_plain_pickle
-from bnstat.readers.safetensors_file import is_shard_index, looks_like_safetensors
-from bnstat.readers.torch_legacy import is_legacy_header
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 
 HEAD_BYTES = 64
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # what a legacy torch file pickles first
+PROTOCOLS = range(2, 6)  # what starts with b"\x80" and a protocol byte; 0 and 1 have no header
 
 
 class Container(enum.Enum):
@@ -37,6 +36,85 @@ _NOT_SUPPORTED = (
     (b"\x93NUMPY", "a numpy .npy array, not a checkpoint"),
     (b"\x80", "a pickle of an unknown protocol: not a checkpoint"),
 )
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte header length followed by a JSON object (the reader checks the length)."""
+    return len(head) >= 9 and int.from_bytes(head[:8], "little") >= 2 and head[8:9] == b"{"
+
+
+def is_shard_index(head: bytes) -> bool:
+    return head.lstrip()[:1] == b"{" and b"weight_map" in head
+
+
+def is_legacy_header(head: bytes) -> bool:
+    """Whether the file starts with the pickled legacy magic number (protocol 2 LONG1)."""
+    return (
+        head[:1] == b"\x80"
+        and head[2:4] == b"\x8a\x0a"
+        and (head[4:14] == MAGIC_NUMBER.to_bytes(10, "little"))
+    )
+
+
+def is_plain_pickle(head: bytes) -> bool:
+    """Whether the file starts like a pickle of protocol 2 or later."""
+    return len(head) >= 2 and head[0] == 0x80 and head[1] in PROTOCOLS
+
+
+# ModelProto fields after ir_version, by number: their protobuf wire type (0 varint, 2 bytes)
+_MODEL_FIELDS = {2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_NAME_FIELDS = {2, 3, 4}  # producer_name, producer_version, domain: one line of text
+_GRAPH_TAGS = {0x0A, 0x12, 0x2A, 0x52, 0x5A, 0x62, 0x6A, 0x72, 0x7A, 0x82}  # GraphProto fields
+_OPSET_TAGS = {0x0A, 0x10}  # OperatorSetIdProto: domain, version
+
+
+def looks_like_onnx(head: bytes, size: int) -> bool:
+    """A serialized ModelProto: `ir_version` first, then known fields of the right kinds.
+
+    Every field that starts in `head` must be one ModelProto has, with its wire type, a
+    length that fits in the file, and plausible content (names are text, a graph starts
+    with a GraphProto field), so that a raw weight file or another protobuf (a TensorFlow
+    SavedModel also starts with field 1 = 1) is not taken for a model.
+    """
+    if len(head) < 4 or head[0] != 0x08 or not 1 <= head[1] < 0x80:
+        return False
+    position, fields = 2, 0
+    while position < len(head):
+        tag, position = varint(head, position)
+        value, position = varint(head, position)
+        if tag is None or value is None:
+            break  # the field runs past the head: what was seen so far decides
+        number, wire = tag >> 3, tag & 7
+        if _MODEL_FIELDS.get(number) != wire:
+            return False
+        if wire == 2:
+            if position + value > size or not _plausible(number, head[position : position + value]):
+                return False
+            position += value
+        fields += 1
+    return fields > 0
+
+
+def varint(data: bytes, position: int) -> tuple[int | None, int]:
+    """The protobuf varint at `position` and where it ends; None when `data` ends first."""
+    value = shift = 0
+    while position < len(data) and shift < 64:
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if byte < 0x80:
+            return value, position
+    return None, position
+
+
+def _plausible(number: int, content: bytes) -> bool:
+    if number in _NAME_FIELDS:
+        return all(b >= 0x20 and b != 0x7F for b in content)
+    if number == 7:
+        return not content or content[0] in _GRAPH_TAGS
+    if number == 8:
+        return not content or content[0] in _OPSET_TAGS
+    return True
 
 
 def sniff(path: Path) -> Container:
@@ -77,11 +155,13 @@ def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
     if is_plain_pickle(head):
         return Container.PLAIN_PICKLE
     if tar_magic == b"ustar":
-        raise CheckpointError("a tar archive (torch < 0.4 format?): not supported")
+        raise UnsupportedCheckpointError("a tar archive (torch < 0.4 format?): not supported")
     for magic, what in _NOT_SUPPORTED:
         if head.startswith(magic):
-            raise CheckpointError(f"{what}")
+            raise UnsupportedCheckpointError(what)
     if head.startswith(b"PK"):
         raise CheckpointError("a truncated or corrupt zip archive")
     preview = head[:8].hex(" ")
-    raise CheckpointError(f"not a checkpoint format bnstat reads (first bytes: {preview})")
+    raise UnsupportedCheckpointError(
+        f"not a checkpoint format bnstat reads (first bytes: {preview})"
+    )

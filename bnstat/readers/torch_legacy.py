@@ -25,19 +25,10 @@ from bnstat.readers.safe_pickle import (
     load_pickle,
     unlisted_globals,
 )
+from bnstat.readers.sniff import MAGIC_NUMBER
 from bnstat.tensor_ref import BytesFile, ByteSource, FileRegion, OpenFile, RandomAccess
 
-MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 MAX_PICKLE_BYTES = 128 * 2**20
-
-
-def is_legacy_header(head: bytes) -> bool:
-    """Whether the file starts with the pickled legacy magic number (protocol 2 LONG1)."""
-    return (
-        head[:1] == b"\x80"
-        and head[2:4] == b"\x8a\x0a"
-        and (head[4:14] == MAGIC_NUMBER.to_bytes(10, "little"))
-    )
 
 
 def _pickle_at(

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bnstat.report.recalibration import CacheUse
+
 
 @dataclass(frozen=True)
 class _OnDisk:
@@ -33,15 +35,6 @@ class _OnDisk:
     size: int
     dtype: torch.dtype
     shape: torch.Size
-
-
-@dataclass(frozen=True)
-class CacheUse:
-    """How much the cache held: its largest moment, and what went to disk."""
-
-    peak_bytes: int
-    spilled_bytes: int
-    budget_bytes: int
 
 
 def _nbytes(item: Any) -> int:

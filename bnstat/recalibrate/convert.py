@@ -15,10 +15,10 @@ from safetensors.torch import save_file
 
 from bnstat.atomic import atomic_output
 from bnstat.errors import ModelError
-from bnstat.layout import StateDict
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.model_source import torch_tensor
 from bnstat.recalibrate.target import Patch, output_is_safetensors
+from bnstat.stages.find_state_dicts import StateDict
 
 
 def _replaced(original: torch.Tensor, patch: Patch) -> torch.Tensor:

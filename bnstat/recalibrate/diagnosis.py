@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bnstat.data_fit import Measured
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
 from bnstat.recalibrate.passes import Passes, Progress, Silent

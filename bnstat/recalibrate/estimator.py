@@ -29,11 +29,11 @@ import torch
 from bnstat.errors import ModelError
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.accumulator import Moments
-from bnstat.recalibrate.cache import CacheUse
-from bnstat.recalibrate.passes import BatchSource, Passes, PassRecord, Progress, Silent
+from bnstat.recalibrate.passes import BatchSource, Passes, Progress, Silent
 from bnstat.recalibrate.runtime import Runtime
 from bnstat.recalibrate.schedule import Unsegmentable, fronts, plan
 from bnstat.recalibrate.sweep import SweepResult, by_front, measure, segmented
+from bnstat.report.recalibration import CacheUse, PassRecord
 
 DEFAULT_CACHE_BYTES = 2 * 2**30
 

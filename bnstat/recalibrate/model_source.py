@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from bnstat.discovery import models_in
 from bnstat.errors import ModelError, UnsafeCheckpointError, UsageError
-from bnstat.layout import StateDict
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.readers.pickle_risk import executes_code
+from bnstat.stages.find_layers import models_in
+from bnstat.stages.find_state_dicts import StateDict
 from bnstat.tensor_ref import TensorRef
 
 

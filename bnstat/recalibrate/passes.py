@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 import torch
 
 from bnstat.errors import BnstatError, ModelError
+from bnstat.report.recalibration import PassRecord
 
 Result = TypeVar("Result")
 
@@ -43,17 +44,6 @@ class Silent:
 
     def finish(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class PassRecord:
-    """One pass over the calibration data (a segmented sweep counts as one)."""
-
-    label: str
-    seconds: float
-    samples: int
-    batches: int
-    skipped: int = 0  # samples in batches of a size the model cannot run
 
 
 def _first_line(err: BaseException) -> str:

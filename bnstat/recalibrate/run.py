@@ -12,15 +12,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bnstat.readers import open_checkpoint
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.estimator import Method, estimate
 from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
 from bnstat.recalibrate.passes import Progress
 from bnstat.recalibrate.runtimes import open_runtime
-from bnstat.recalibrate.summary import RecalibrationReport, summarize
+from bnstat.recalibrate.summary import summarize
 from bnstat.recalibrate.target import check_target
+from bnstat.report.recalibration import RecalibrationReport
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 import torch
 
 from bnstat.recalibrate.accumulator import Moments
-from bnstat.recalibrate.passes import Passes, PassRecord
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.schedule import Op, SegmentSpec
+from bnstat.report.recalibration import PassRecord
 
 
 @dataclass(frozen=True)

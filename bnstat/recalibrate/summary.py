@@ -1,59 +1,13 @@
-"""What a recalibration did: per layer, how far the statistics moved (`bnstat.drift`) and
-how exact they are."""
+"""The report of a recalibration (`bnstat.report.recalibration`), filled in from what the
+estimate measured: per layer, how far the statistics moved (`bnstat.drift`) and how exact
+they are."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bnstat.drift import drift
-from bnstat.recalibrate.cache import CacheUse
-from bnstat.recalibrate.data import CalibrationData, Unreadable
+from bnstat.recalibrate.data import CalibrationData
 from bnstat.recalibrate.estimator import Estimate, LayerEstimate
-from bnstat.recalibrate.passes import PassRecord
-
-
-@dataclass(frozen=True)
-class LayerChange:
-    name: str
-    channels: int
-    mean_shift: (
-        float  # largest |new - old| / sqrt(new var + eps); inf if the old mean was not finite
-    )
-    var_ratio_low: float  # smallest new/old variance
-    var_ratio_high: float
-    changed: int  # channels that moved by more than 1%
-    consistency: float | None  # largest eval-mode mismatch afterwards (None: not verified)
-
-
-@dataclass(frozen=True)
-class RecalibrationReport:
-    checkpoint: str
-    output: str | None  # None on the processes of a distributed run that do not write
-    source: str | None
-    model: str  # torchscript, arch or pickled module
-    method: str
-    device: str
-    batch_size: int
-    data_kind: str
-    samples: int
-    batches: int
-    skipped: int  # samples left out: not a whole batch of the size the model was exported for
-    unreadable: tuple[Unreadable, ...]
-    passes: tuple[PassRecord, ...]
-    sweep_changes: tuple[float, ...]
-    layers: tuple[LayerChange, ...]
-    unreached: tuple[str, ...]
-    seconds: float
-    input: str  # what the model was fed: file contents, conversions, sample shape
-    input_shape: tuple[int, ...] | None  # one sample
-    strategy: str  # how the exact statistics were computed, in words
-    cache: CacheUse | None  # the activation cache of a segmented sweep
-    processes: int  # under torchrun: how many shared the data
-
-    @property
-    def consistency(self) -> float | None:
-        values = [layer.consistency for layer in self.layers if layer.consistency is not None]
-        return max(values) if values else None
+from bnstat.report.recalibration import LayerChange, RecalibrationReport
 
 
 def layer_change(layer: LayerEstimate, eps: float, consistency: float | None) -> LayerChange:

@@ -26,10 +26,11 @@ import torch
 
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.accumulator import ChannelMoments, Moments
-from bnstat.recalibrate.cache import ActivationCache, CacheUse
-from bnstat.recalibrate.passes import Passes, PassRecord
+from bnstat.recalibrate.cache import ActivationCache
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.runtime import Runtime
 from bnstat.recalibrate.schedule import Plan, SegmentSpec
+from bnstat.report.recalibration import CacheUse, PassRecord
 from bnstat.termination import sigterm_raises
 
 

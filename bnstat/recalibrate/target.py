@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bnstat.errors import UsageError
-from bnstat.readers import CheckpointFormat, RawCheckpoint
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.tensor_ref import TensorRef
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")

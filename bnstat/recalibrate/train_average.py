@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from bnstat.recalibrate.accumulator import ChannelMoments, Moments
-from bnstat.recalibrate.passes import Passes, PassRecord
+from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.runtime import Runtime
+from bnstat.report.recalibration import PassRecord
 
 Averages = tuple[dict[str, Moments], PassRecord]  # per layer: averages, count = calls
 

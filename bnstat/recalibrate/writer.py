@@ -20,10 +20,10 @@ from pathlib import Path
 from bnstat.atomic import atomic_output, copy_into
 from bnstat.dtypes import encode
 from bnstat.errors import ModelError
-from bnstat.layout import StateDict, find_state_dicts
-from bnstat.readers import CheckpointFormat, RawCheckpoint
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.torch_zip import ZipMemberRegion
 from bnstat.recalibrate.target import Patch, output_is_safetensors
+from bnstat.stages.find_state_dicts import StateDict, find_state_dicts
 
 
 def write_checkpoint(

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define_rule
 from bnstat.wording import plural
 

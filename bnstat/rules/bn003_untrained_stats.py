@@ -32,7 +32,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
 from bnstat.rules.bn013_no_batchnorm import statistics_folded
 

@@ -31,11 +31,11 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from bnstat.layer_batch import LayerBatch
 from bnstat.readers.followers import Follower, FollowerKind
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.segments import segment_median
+from bnstat.stages.read_layers import LayerBatch
 from bnstat.wording import bound, plural
 
 PARAMS = (

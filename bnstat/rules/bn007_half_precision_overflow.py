@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.rules.bn001_non_finite import FIELD_NAMES, QUANTITIES
 

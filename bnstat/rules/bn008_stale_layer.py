@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, define_rule, num
 
 PARAMS = (

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from bnstat.readers.followers import Follower, FollowerKind
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
 from bnstat.rules.bn004_dead_channel import dead_channel_mask
 from bnstat.wording import bound, plural

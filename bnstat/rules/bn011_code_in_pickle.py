@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from bnstat.readers.pickle_risk import executes_code
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
 from bnstat.wording import plural
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from bnstat.readers.base import CheckpointFormat
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
 
 

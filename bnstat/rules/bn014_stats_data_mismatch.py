@@ -42,7 +42,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bnstat.report import Severity
+from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, define_rule
 from bnstat.wording import counted, span
 

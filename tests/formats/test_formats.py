@@ -15,12 +15,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from rendering import render
 from zoo import REPO, SAMPLES
 
 from bnstat import __version__
 from bnstat.analysis import analyze
-from bnstat.formats import EMITTERS, OutputFormat, View, render
-from bnstat.report import FailOn, Report
+from bnstat.formats import InspectFormat, inspect_emitter
+from bnstat.report.inspection import Report
+from bnstat.report.severity import FailOn
 from bnstat.rules import RULES
 from bnstat.settings import Settings
 
@@ -34,9 +36,9 @@ SHARED = [
     "sample_checkpoints/unreadable/empty.pt",
 ]
 SUFFIX = {
-    OutputFormat.TABLE: "txt", OutputFormat.JSON: "json", OutputFormat.MARKDOWN: "md",
-    OutputFormat.SARIF: "sarif", OutputFormat.JUNIT: "xml", OutputFormat.GITHUB: "log",
-    OutputFormat.HTML: "html",
+    InspectFormat.TABLE: "txt", InspectFormat.JSON: "json", InspectFormat.MARKDOWN: "md",
+    InspectFormat.SARIF: "sarif", InspectFormat.JUNIT: "xml", InspectFormat.GITHUB: "log",
+    InspectFormat.HTML: "html",
 }  # fmt: skip
 
 
@@ -52,22 +54,28 @@ def monkeypatch_module():  # type: ignore[no-untyped-def]
         yield patch
 
 
-def test_every_format_has_an_emitter():
-    assert set(EMITTERS) == set(OutputFormat)
+@pytest.mark.parametrize("fmt", list(InspectFormat))
+def test_every_format_has_an_emitter(fmt):
+    assert callable(inspect_emitter(fmt))
 
 
-@pytest.mark.parametrize("fmt", list(OutputFormat))
-def test_golden_output(shared, fmt):
-    """The table at 80 columns, the width of a pipe without COLUMNS."""
-    text = render(shared, fmt, View.INSPECT, width=80).replace(__version__, "VERSION")
-    golden = GOLDEN / f"report.{SUFFIX[fmt]}"
+WITH_LAYERS = (InspectFormat.TABLE, InspectFormat.MARKDOWN)  # the others show no layer table
+
+
+@pytest.mark.parametrize("view", ["inspect", "check"])
+@pytest.mark.parametrize("fmt", list(InspectFormat))
+def test_golden_output(shared, fmt, view):
+    """The table at 80 columns, the width of a pipe without COLUMNS. `check` has golden
+    files of its own where it shows less than `inspect`, and prints the same elsewhere."""
+    text = render(shared, fmt, view == "inspect", width=80).replace(__version__, "VERSION")
+    golden = GOLDEN / f"{view if fmt in WITH_LAYERS else 'inspect'}.{SUFFIX[fmt]}"
     if os.environ.get("BNSTAT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8")
 
 
 def test_sarif_validates_against_the_schema_and_lists_every_finding(shared):
-    log = json.loads(render(shared, OutputFormat.SARIF, View.CHECK))
+    log = json.loads(render(shared, InspectFormat.SARIF, layers=False))
     jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text())).validate(log)
     (run,) = log["runs"]
     assert [rule["id"] for rule in run["tool"]["driver"]["rules"]] == [rule.code for rule in RULES]
@@ -86,7 +94,7 @@ def test_sarif_validates_against_the_schema_and_lists_every_finding(shared):
 
 
 def test_junit_counts_match_the_report(shared):
-    root = ElementTree.fromstring(render(shared, OutputFormat.JUNIT, View.CHECK))
+    root = ElementTree.fromstring(render(shared, InspectFormat.JUNIT, layers=False))
     suites = root.findall("testsuite")
     assert len(suites) == len(shared.checkpoints)
     failing = sum(
@@ -111,14 +119,14 @@ def test_github_commands_escape_what_the_syntax_needs(tmp_path, state_dict, writ
         name="a,b:c.pt",
     )
     report = analyze([path], Settings())
-    lines = render(report, OutputFormat.GITHUB, View.CHECK).splitlines()
+    lines = render(report, InspectFormat.GITHUB, layers=False).splitlines()
     assert lines[0].startswith("::error file=") and "a%2Cb%3Ac.pt" in lines[0]
     assert "title=BN002 negative-variance::" in lines[0]
     assert lines[-1].startswith("::notice title=bnstat::exit 1")
 
 
 def test_markdown_is_collapsible_per_checkpoint(shared):
-    text = render(shared, OutputFormat.MARKDOWN, View.CHECK)
+    text = render(shared, InspectFormat.MARKDOWN, layers=False)
     assert text.count("<details") == len([e for e in shared.checkpoints if e.error is None])
     assert "could not be read" in text
 
@@ -131,7 +139,7 @@ def test_markdown_channels_are_indices_abbreviated_past_four(tmp_path):
     state["fc_bn.weight"][10:20] = 0.0
     path = tmp_path / "dead.safetensors"
     save_file(state, path)
-    rows = [r for r in render(analyze([path], Settings()), OutputFormat.MARKDOWN, View.CHECK)
+    rows = [r for r in render(analyze([path], Settings()), InspectFormat.MARKDOWN, layers=False)
             .splitlines() if "BN004" in r]  # fmt: skip
     cells = {row.split("|")[3].strip(" `"): row.split("|")[4].strip() for row in rows}
     assert cells == {"block1.bn1": "[2, 5]", "fc_bn": "[10, 11, 12, 13, ... +6 more]"}

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from rendering import render
 from zoo import SAMPLES
 
 from bnstat.analysis import analyze
-from bnstat.formats.html import render_html
+from bnstat.formats import InspectFormat
 from bnstat.settings import Settings
 
 RESET = SAMPLES / "stats_reset.safetensors"  # every layer's statistics at their initial values
@@ -35,7 +36,7 @@ def test_different_findings_stay_apart(cli):
 
 
 def test_the_html_report_gives_identical_findings_one_card_linking_each_layer():
-    page = render_html(analyze([RESET], Settings()))
+    page = render(analyze([RESET], Settings()), InspectFormat.HTML)
     root = ET.fromstring(page.removeprefix("<!DOCTYPE html>\n"))
     cards = [e for e in root.iter("div") if "finding" in e.get("class", "").split()]
     (card,) = cards

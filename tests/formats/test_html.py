@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rendering import exit_line, render
 from safetensors.numpy import save_file
 from zoo import SAMPLES
 
 from bnstat.analysis import analyze
-from bnstat.formats.html import render_html
-from bnstat.report import Report, Severity, exit_reason
+from bnstat.formats import InspectFormat
+from bnstat.report.inspection import Report
+from bnstat.report.severity import Severity
 from bnstat.settings import Settings
 
 DOCTYPE = "<!DOCTYPE html>\n"
@@ -80,7 +82,7 @@ def samples() -> Report:
 
 @pytest.fixture(scope="module")
 def samples_page(samples: Report) -> str:
-    return render_html(samples)
+    return render(samples, InspectFormat.HTML)
 
 
 def test_the_page_is_well_formed_with_a_summary_and_a_section_per_checkpoint(
@@ -91,19 +93,19 @@ def test_the_page_is_well_formed_with_a_summary_and_a_section_per_checkpoint(
     assert len(root.findall(".//table[@class='summary']/tbody/tr")) == len(samples.checkpoints)
     sections = by_class(root, "details", "ckpt")
     assert [s.get("id") for s in sections] == [f"ck{i}" for i in range(len(samples.checkpoints))]
-    assert escape(exit_reason(samples)) in samples_page
-    assert exit_reason(samples).startswith("exit 2")  # the unreadable files
+    assert escape(exit_line(samples)) in samples_page
+    assert exit_line(samples).startswith("exit 2")  # the unreadable files
 
 
 def test_the_banner_gives_the_unreadable_count_and_the_failing_findings(
     samples: Report, samples_page: str
 ) -> None:
     unreadable = sum(1 for c in samples.checkpoints if c.error is not None)
-    reason = exit_reason(samples)
+    reason = exit_line(samples)
     assert reason.startswith(f"exit 2: {unreadable} inputs could not be read; ")
     assert reason.endswith(" at or above --fail-on error")
     root = parse(samples_page)
-    assert by_class(root, "p", "verdict")[0].text == exit_reason(samples)
+    assert by_class(root, "p", "verdict")[0].text == exit_line(samples)
 
 
 def test_the_summary_lists_the_worst_first_and_why_a_file_was_unreadable(
@@ -118,7 +120,7 @@ def test_the_summary_lists_the_worst_first_and_why_a_file_was_unreadable(
               for e in entries[len(unreadable):]]  # fmt: skip
     assert counts == sorted(counts, reverse=True) and counts[0][0] > 0 and counts[-1] == [0, 0, 0]
     for row, entry in zip(rows, unreadable, strict=False):
-        assert "".join(row.itertext()).endswith(f"could not be read: {entry.error}")
+        assert "".join(row.itertext()).endswith(f"could not be read: {entry.error.message}")
 
 
 def test_the_page_is_self_contained(samples_page: str) -> None:
@@ -143,10 +145,10 @@ def test_every_finding_shows_its_rule_message_and_fix(samples: Report, samples_p
 
 
 def test_unreadable_files_show_their_error_and_no_batchnorm_shows_bn013(samples: Report) -> None:
-    page = render_html(samples)
+    page = render(samples, InspectFormat.HTML)
     for entry in samples.checkpoints:
         if entry.error is not None:
-            assert escape(entry.error) in page
+            assert escape(entry.error.message) in page
     empty = next(c for c in samples.checkpoints if c.path.endswith("no_batchnorm.safetensors"))
     section = parse(page).find(f".//details[@id='ck{samples.checkpoints.index(empty)}']")
     assert section is not None
@@ -155,7 +157,7 @@ def test_unreadable_files_show_their_error_and_no_batchnorm_shows_bn013(samples:
 
 
 def test_dead_channels_are_marked_in_their_layer() -> None:
-    root = parse(render_html(report_of(SAMPLES / "bn004_dead_channel.pt")))
+    root = parse(render(report_of(SAMPLES / "bn004_dead_channel.pt"), InspectFormat.HTML))
     layers = {e.findtext("summary/code"): e for e in by_class(root, "details", "layer")}
     dead = layers["block1.bn1"]
     assert dead.get("open") is not None  # layers with findings start open
@@ -173,7 +175,7 @@ def test_hostile_names_render_as_text(tmp_path: Path) -> None:
     save_file(tensors, str(path))
     report = report_of(path)
     assert {layer.name for layer in report.checkpoints[0].layers} == set(names)
-    page = render_html(report)
+    page = render(report, InspectFormat.HTML)
     root = parse(page)
     for element in root.iter():
         assert element.tag not in EMBEDDING
@@ -188,7 +190,7 @@ def test_long_names_show_their_end_in_the_overview_and_whole_elsewhere(tmp_path:
     names = [f"encoder.backbone.feature_pyramid.stage_four.block_{i}.norm" for i in (1, 2)]
     path = tmp_path / "long.safetensors"
     save_file(bn_layer(names[0], [1.0, 2.0]) | bn_layer(names[1], [1.0, 3.0]), str(path))
-    root = parse(render_html(report_of(path)))
+    root = parse(render(report_of(path), InspectFormat.HTML))
     links = root.findall(".//table[@class='overview']/tbody/tr/td/a")
     assert [a.get("title") for a in links] == names
     shown = [a.findtext("code") or "" for a in links]
@@ -209,7 +211,7 @@ def test_non_finite_and_extreme_values_keep_every_coordinate_finite(tmp_path: Pa
     )
     path = tmp_path / "broken.safetensors"
     save_file(tensors, str(path))
-    page = render_html(report_of(path))
+    page = render(report_of(path), InspectFormat.HTML)
     root = parse(page)
     pictures = [e for svg in root.iter("svg") for e in svg.iter()]
     assert len(pictures) > 50
@@ -240,7 +242,7 @@ def synthetic_model(path: Path, layers: int = 200) -> None:
 def test_a_200_layer_model_stays_small_and_collapsed(tmp_path: Path) -> None:
     synthetic_model(tmp_path / "big.safetensors")
     report = report_of(tmp_path / "big.safetensors")
-    page = render_html(report)
+    page = render(report, InspectFormat.HTML)
     assert len(page.encode()) < 3_000_000
     root = parse(page)
     assert len(root.findall(".//table[@class='overview']/tbody/tr")) == 200
@@ -271,6 +273,7 @@ def write(path: Path, text: str) -> Path:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_the_console_check_sees_errors(chromium: str, tmp_path: Path) -> None:
     """The control: a page whose script throws must be caught by `console_lines`."""
     broken = write(tmp_path / "broken.html", "<!DOCTYPE html><p>x</p><script>no_such()</script>")
@@ -279,6 +282,7 @@ def test_the_console_check_sees_errors(chromium: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_the_page_loads_in_chromium_without_console_messages(
     chromium: str, samples_page: str, tmp_path: Path
 ) -> None:
@@ -330,6 +334,7 @@ def layout(chromium: str, page: str, width: int, folder: Path) -> dict[str, Any]
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [390, 700, 1400])
 def test_the_page_fits_the_window_and_no_axis_labels_collide(
     chromium: str, samples_page: str, tmp_path: Path, width: int
@@ -346,6 +351,7 @@ def test_the_page_fits_the_window_and_no_axis_labels_collide(
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [700, 1400])
 def test_screenshots_show_the_overview(
     chromium: str, tmp_path: Path, width: int, record_property: Callable[[str, object], None]
@@ -354,7 +360,7 @@ def test_screenshots_show_the_overview(
     properties and the captured output), with the bands of both checkpoints drawn."""
     image = pytest.importorskip("PIL.Image")
     report = report_of(SAMPLES / "bn004_dead_channel.pt", SAMPLES / "healthy.pt")
-    page = write(tmp_path / "report.html", render_html(report))
+    page = write(tmp_path / "report.html", render(report, InspectFormat.HTML))
     shot = tmp_path / f"report-{width}px.png"
     run_chromium(chromium, tmp_path / "profile", f"--screenshot={shot}",
                  f"--window-size={width},1000", page.as_uri())  # fmt: skip

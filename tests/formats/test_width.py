@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from zoo import REPO, SAMPLES
 
 from bnstat.cli import app
-from bnstat.formats.fit import Column, abbreviate, distinguishing_width, fit
+from bnstat.formats.fit import Column, fit
+from bnstat.formats.names import abbreviate, distinguishing_width
 
 WIDTHS = (80, 100, 160)
 PYRAMID = "model.backbone.feature_pyramid.lateral_connections.stage_four"

@@ -374,6 +374,7 @@ def legacy_pickle_without_stop() -> bytes:
     return mh.legacy_file(mh.tiny_state_dict(legacy=True))[:60] + b"N" * 2**20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BOMBS))
 def test_bomb_is_refused_cleanly_in_bounded_memory_and_time(name: str, tmp_path: Path) -> None:
     build, suffix, needle = BOMBS[name]
@@ -441,6 +442,7 @@ def _torchscript_code_of_blank_lines(folder: Path) -> Path:
     ],
     ids=["40k-storages", "20k-pickle-members", "32MiB-blank-torchscript-code"],
 )
+@pytest.mark.slow
 def test_thousands_of_members_are_reported_in_bounded_time(
     build: Callable[[Path], Path], exit_code: int, tmp_path: Path
 ) -> None:

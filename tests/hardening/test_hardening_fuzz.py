@@ -8,8 +8,8 @@ TorchScript code or a plain pickle and its nested torch streams). The file then 
 through what `bnstat check` runs, with the JSON and table renderers; the outcome must be
 exit 0/1 (a report) or 2 with an expected error, never an unexpected exception, and
 within a time limit. CI runs a
-bounded, derandomized number of examples (BNSTAT_FUZZ_EXAMPLES overrides it); the long
-run is `fuzz/fuzz_readers.py`.
+bounded, derandomized number of examples (BNSTAT_FUZZ_EXAMPLES overrides it) with the
+slow tests; the long run is `fuzz/fuzz_readers.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from hardening_helpers import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,6 +57,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -106,6 +108,7 @@ def _scan(data: bytes, naming: bool) -> tuple[object, ...]:
     return end, scanner.ops, scanner.budget.used, scanner.pos
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None)
 @given(
     index=st.integers(0, len(PICKLES) - 1),

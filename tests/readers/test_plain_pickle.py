@@ -23,10 +23,11 @@ from zoo import REPO, Bundle, ManyNorms, StreamCall, trained
 
 from bnstat.analysis import analyze_file
 from bnstat.errors import CheckpointError
-from bnstat.layout import find_state_dicts
-from bnstat.readers import CheckpointFormat, open_checkpoint
-from bnstat.readers.torch_legacy import MAGIC_NUMBER
+from bnstat.readers.base import CheckpointFormat
+from bnstat.readers.sniff import MAGIC_NUMBER
 from bnstat.settings import Settings
+from bnstat.stages.find_state_dicts import find_state_dicts
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 LOADER = "torch.storage._load_from_bytes"
 

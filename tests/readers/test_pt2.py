@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from bnstat.analysis import analyze
-from bnstat.layout import find_state_dicts
-from bnstat.readers import CheckpointFormat, open_checkpoint
+from bnstat.readers.base import CheckpointFormat
 from bnstat.settings import Settings
+from bnstat.stages.find_state_dicts import find_state_dicts
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 
 class Exportable(nn.Module):

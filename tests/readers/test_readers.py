@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bnstat.layout import find_state_dicts
-from bnstat.readers import CheckpointFormat, open_checkpoint
+from bnstat.readers.base import CheckpointFormat
+from bnstat.stages.find_state_dicts import find_state_dicts
+from bnstat.stages.open_checkpoint import open_checkpoint
 from bnstat.tensor_ref import TensorRef
 
 

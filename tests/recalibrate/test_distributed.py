@@ -18,6 +18,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["exact", "train-average"])
 def test_two_processes_give_the_single_process_result(cli, tmp_path, method):
     single, split = tmp_path / "single.safetensors", tmp_path / "split.safetensors"

@@ -15,10 +15,10 @@ from safetensors import safe_open
 
 from bnstat.atomic import atomic_output
 from bnstat.errors import ModelError, UsageError
-from bnstat.layout import find_state_dicts
-from bnstat.readers import open_checkpoint
 from bnstat.recalibrate.target import Patch, check_target
 from bnstat.recalibrate.writer import write_checkpoint
+from bnstat.stages.find_state_dicts import find_state_dicts
+from bnstat.stages.open_checkpoint import open_checkpoint
 
 STATS = ("running_mean", "running_var", "num_batches_tracked")
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bnstat.analysis import analyze_file
-from bnstat.report import CheckpointReport
+from bnstat.report.inspection import CheckpointReport
 from bnstat.settings import Settings
 
 LAYERS = ("bn_relu", "bn_silu", "bn_add", "bn_conv", "bn_out")

@@ -25,12 +25,12 @@ from bnstat.recalibrate.data.files import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, d
 from bnstat.recalibrate.data.options import (
     MODES,
     DataOptions,
-    Unreadable,
     check_options,
     describe_fit,
     parse_floats,
     parse_image_size,
 )
+from bnstat.report.recalibration import Unreadable
 
 __all__ = [
     "IMAGE_EXTENSIONS",

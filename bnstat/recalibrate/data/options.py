@@ -27,14 +27,6 @@ class DataOptions:
     cache_bytes: int = 2 * 2**30  # keep decoded batches between passes when they fit
 
 
-@dataclass(frozen=True)
-class Unreadable:
-    """A file that was skipped, and why."""
-
-    path: str
-    reason: str
-
-
 def describe_fit(options: DataOptions) -> str:
     """How images are brought to one size, in words."""
     if options.resize is not None:

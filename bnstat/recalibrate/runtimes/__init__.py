@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bnstat.readers import CheckpointFormat, RawCheckpoint
+from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.recalibrate.model_source import ModelRequest
 from bnstat.recalibrate.runtime import Runtime
 from bnstat.recalibrate.runtimes.eager.load import open_state_dict

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnstat.layout import StateDict
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.accumulator import Moments
 from bnstat.recalibrate.runtime import Layer, Outcome
 from bnstat.recalibrate.target import Patch
 from bnstat.recalibrate.writer import write_checkpoint
+from bnstat.stages.find_state_dicts import StateDict
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

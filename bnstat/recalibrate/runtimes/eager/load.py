@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from bnstat.errors import ModelError
-from bnstat.layout import BOOKKEEPING_KEYS, StateDict
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.model_source import (
     ModelRequest,
     choose_state,
@@ -33,6 +32,7 @@ from bnstat.recalibrate.model_source import (
 )
 from bnstat.recalibrate.runtimes.eager.runtime import EagerRuntime
 from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint
+from bnstat.stages.find_state_dicts import BOOKKEEPING_KEYS, StateDict
 
 SHOWN_KEYS = 8
 

@@ -16,7 +16,7 @@ from torch import fx
 from torch.utils import _pytree
 
 from bnstat.errors import ModelError
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.model_source import (
     ModelRequest,
     choose_state,

@@ -20,7 +20,7 @@ import torch
 
 from bnstat.dtypes import DTYPES, encode
 from bnstat.errors import ModelError, UsageError
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.readers.onnx_graph import batchnorm_nodes
 from bnstat.readers.onnx_model import StoredTensors, load_model
 from bnstat.recalibrate.accumulator import Moments

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from bnstat.errors import ModelError
-from bnstat.readers import RawCheckpoint
+from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.model_source import (
     ModelRequest,
     choose_state,

@@ -1,0 +1,181 @@
+"""Turn command-line arguments (files, directories, glob patterns) into checkpoints to read.
+
+Every file is sniffed once (`readers.sniff`), here; what it sniffed as travels with its
+path to `open_checkpoint`. Directories are searched recursively, in sorted order. A file
+found there is a checkpoint when its content sniffs as one; it is also taken (and
+reported as unreadable if it cannot be read) when it looks like one: a checkpoint
+extension, or content that starts like a pickle, a zip archive or a safetensors file.
+Everything else (text, images, JSON side files) is skipped and counted. Shards named by
+a `*.safetensors.index.json` are analysed through their index, not one by one, and the
+external-data files of an ONNX model with it (also when one is named on its own).
+
+An argument that yields no checkpoint at all (an empty folder, a folder of other files,
+a pattern matching nothing) is an error: a CI job pointed at the wrong place must not
+pass. `allow_empty` is the explicit way to accept it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bnstat.errors import BnstatError, CheckpointError, UsageError
+from bnstat.readers.safetensors_file import shard_names
+from bnstat.readers.sniff import HEAD_BYTES, Container, looks_like_safetensors, sniff
+
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
+CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes
+CHECKPOINT_STARTS = (b"\x80", b"PK")  # a pickle, a zip archive
+
+
+Sniffed = Container | CheckpointError  # what a file is, or why it is none bnstat reads
+
+
+@dataclass(frozen=True)
+class Input:
+    """One checkpoint to read: its path and what its content sniffed as (None: not
+    sniffed yet)."""
+
+    path: Path
+    sniffed: Sniffed | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The checkpoints to analyse, and how many files the folder scans skipped."""
+
+    items: list[Input]
+    skipped: int = 0
+
+
+def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
+    """The checkpoints for the given arguments, duplicates removed, order kept.
+
+    Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`.
+    """
+    sniffer = _Sniffer()
+    paths: list[Path] = []
+    skipped = 0
+    for argument in arguments:
+        found, passed_over = _expand(argument, sniffer)
+        if not found and not allow_empty:
+            raise UsageError(_nothing_found(argument, passed_over))
+        paths += found
+        skipped += passed_over
+    return Inputs([Input(path, sniffer(path)) for path in dict.fromkeys(paths)], skipped)
+
+
+class _Sniffer:
+    """`sniff`, asked once per path."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, Sniffed] = {}
+
+    def __call__(self, path: Path) -> Sniffed:
+        if path not in self._known:
+            try:
+                self._known[path] = sniff(path)
+            except CheckpointError as err:
+                self._known[path] = err
+        return self._known[path]
+
+    def container(self, path: Path) -> Container | None:
+        """What the file sniffs as, or None when it is no checkpoint (or unreadable)."""
+        found = self(path)
+        return None if isinstance(found, CheckpointError) else found
+
+
+def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
+    """(checkpoints, files skipped) for one argument."""
+    path = Path(argument)
+    if path.is_dir():
+        return _scan_directory(path, sniffer)
+    if path.is_file():
+        return [_model_of_side_file(path, sniffer) or path], 0
+    if path.exists() or not glob.has_magic(argument):
+        return [path], 0  # a missing file is reported by the reader, with the others
+    found: list[Path] = []
+    skipped = 0
+    for match in sorted(glob.glob(argument, recursive=True)):
+        if Path(match).is_dir():
+            in_folder, passed_over = _scan_directory(Path(match), sniffer)
+            found, skipped = found + in_folder, skipped + passed_over
+        else:
+            found.append(Path(match))
+    return found, skipped
+
+
+def _nothing_found(argument: str, skipped: int) -> str:
+    if Path(argument).is_dir():
+        what = f"{skipped} other file{'' if skipped == 1 else 's'}" if skipped else "empty"
+        where = f"in {argument} ({what})"
+    else:
+        where = f"by {argument}: no file matches the pattern"
+    return f"no checkpoints found {where}; pass --allow-empty if that is expected"
+
+
+def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
+    kinds = {path: sniffer.container(path) for path in found}
+    candidates = [p for p, kind in kinds.items() if kind or _looks_like_checkpoint(p)]
+    parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
+    if any(kinds[p] is None for p in candidates):  # raw side files never sniff as checkpoints
+        parts |= _onnx_side_files(p for p, kind in kinds.items() if kind is Container.ONNX)
+    taken = [p for p in candidates if p not in parts and p.resolve() not in parts]
+    kept = set(candidates) | {p for p in found if p in parts or p.resolve() in parts}
+    skipped = [p for p in found if p not in kept]
+    return taken, len(skipped)
+
+
+def _model_of_side_file(path: Path, sniffer: _Sniffer) -> Path | None:
+    """The ONNX model beside `path` that keeps its tensors in it, if `path` is no checkpoint
+    itself: a side file named on its own (pre-commit names the files that changed) stands
+    for its model."""
+    if sniffer.container(path) is not None:
+        return None
+    for model in sorted(path.parent.glob("*.onnx")):
+        if sniffer.container(model) is Container.ONNX and path.resolve() in _onnx_side_files(
+            [model]
+        ):
+            return model
+    return None
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    """A file that does not sniff as a checkpoint but should be one: read it and report why
+    it cannot be read, rather than skip it."""
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return True
+    if not path.is_file():  # a pipe or a device: opening it can block
+        return False
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return head.startswith(CHECKPOINT_STARTS) or looks_like_safetensors(head)
+
+
+def _onnx_side_files(models: Iterable[Path]) -> set[Path]:
+    """External-data files of these ONNX models: they are read with their model."""
+    from bnstat.readers.onnx_model import external_data_files
+
+    side: set[Path] = set()
+    for path in models:
+        side |= external_data_files(path)
+    return side
+
+
+def _shards(indexes: Iterable[Path]) -> Iterable[Path]:
+    """The shard files named by shard indexes (the index itself is what gets analysed)."""
+    for index in indexes:
+        try:
+            yield from (index.parent / name for name in set(shard_names(index)))
+        except (BnstatError, OSError):
+            continue  # the index itself is reported when analysed
