@@ -220,5 +220,5 @@ def layer_followers(
             if follower is not None:
                 found[path] = ModuleConstants(None, follower=follower)
     except _OutOfSteps:
-        pass  # the layers not reached keep an unknown follower
+        return found  # the layers not reached keep an unknown follower
     return found

@@ -120,3 +120,20 @@ def test_programs_and_scripted_models_are_segmented_too():
         assert result.strategy.startswith("segmented"), result.strategy
         assert max(result.consistency.values()) < 1e-5
         assert_same_stats(running_stats(reference), running_stats(module))
+
+
+class NoGradients(DataDependent):
+    """A forward that refuses gradients: no graph, not even autograd's, says the fronts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            raise RuntimeError("this model runs only without gradients")
+        return super().forward(x)
+
+
+def test_without_any_graph_every_layer_is_its_own_front():
+    data = images()
+    model = with_reset_statistics(NoGradients())
+    result = estimate(EagerRuntime(model, CPU, "arch"), InMemory(data, 16))
+    assert result.strategy.startswith("by front: 3 passes")
+    assert consistency_violations(model, data) == []

@@ -84,7 +84,10 @@ class EagerRuntime(TorchRuntime):
                 continue
             self._graph = graph
             return Capture(graph.ops(), how)
-        ops = call_graph(self.modules, self.module, example)
+        try:
+            ops = call_graph(self.modules, self.module, example)
+        except Exception:  # a model that cannot run with gradients: one layer a front
+            ops = ()
         return Capture(ops, "autograd", refused="; ".join(reasons))
 
     def segment(self, spec: SegmentSpec) -> FxSegment:

@@ -72,7 +72,7 @@ class ScriptRuntime(TorchRuntime):
         )
 
     def prepare(self, batch: torch.Tensor) -> None:
-        pass  # the graph says everything
+        """Nothing to find out by running it: its graph lists the layers and their order."""
 
     def capture(self) -> Capture:
         nested = self.graph.nested_call()
