@@ -9,7 +9,10 @@ hidden from the tracer would otherwise be measured on the wrong input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from typing import Any
 
 import torch
@@ -27,6 +30,19 @@ class CaptureFailed(Exception):
 def _described(err: BaseException) -> str:
     first = (str(err).strip().splitlines() or [""])[0][:200]
     return f"{type(err).__name__}: {first}".rstrip(": ")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.export logs warnings and prints graphs on the way to a failure; a failed
+    capture is only a reason to fall back, and the report says it in one line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def _checked(graph: FxGraph, order: list[str], how: str) -> FxGraph:
@@ -55,7 +71,7 @@ def export(model: nn.Module, modules: dict[str, Any], example: Any, order: list[
     batch = torch.export.Dim("batch", min=2)
     shapes = _pytree.tree_map(lambda leaf: {0: batch}, example)
     try:
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), _quiet():
             plain = _pytree.tree_map(lambda leaf: leaf.clone(), example)  # not inference tensors
             program = torch.export.export(model, (plain,), dynamic_shapes=(shapes,))
         module = program.module()
