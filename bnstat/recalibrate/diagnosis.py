@@ -18,6 +18,7 @@ from bnstat.readers.base import RawCheckpoint
 from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
 from bnstat.recalibrate.passes import Passes, Progress, Silent
+from bnstat.recalibrate.runtime import fitted_options
 from bnstat.recalibrate.runtimes import RUN_AS_THEY_ARE, open_runtime
 from bnstat.recalibrate.sweep import measure
 
@@ -64,11 +65,7 @@ def diagnose(
     if raw.format in RUN_AS_THEY_ARE:  # a folder may mix them with state dicts for --arch
         spec = replace(spec, arch=None, arch_kwargs={})
     runtime = open_runtime(raw, ModelRequest(spec, request.device, request.input_key))
-    options = replace(
-        request.options,
-        channels=request.channels or runtime.input_channels or 3,
-        batch_size=runtime.exact_batch or request.options.batch_size,
-    )
+    options = fitted_options(runtime, request.options, request.channels)
     data = CalibrationData(request.folder, options)
     passes = Passes(data, progress or Silent(), runtime.exact_batch)
     with runtime.running():

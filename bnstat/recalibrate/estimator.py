@@ -117,13 +117,15 @@ class _Exact:
     def sweeps(self, count: int) -> tuple[list[PassRecord], list[float], CacheUse | None]:
         """`count` sweeps: their passes, the change made by each after the first, the cache."""
         records, changes, cache = [], [], None
+        previous = None  # the statistics after the sweep before, kept only to compare
         for number in range(1, count + 1):
-            previous = _current(self.runtime)
             result = self.sweep(f"sweep {number}")
             records.append(result.record)
             cache = cache or result.cache
-            if number > 1:
-                changes.append(_largest_change(previous, _current(self.runtime)))
+            current = _current(self.runtime) if count > 1 else None
+            if previous is not None and current is not None:
+                changes.append(_largest_change(previous, current))
+            previous = current
         return records, changes, cache
 
 

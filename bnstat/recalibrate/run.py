@@ -9,7 +9,7 @@ first process of a distributed run writes) and summarise what changed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bnstat.recalibrate import distributed
@@ -17,6 +17,7 @@ from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.estimator import Method, estimate
 from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
 from bnstat.recalibrate.passes import Progress
+from bnstat.recalibrate.runtime import fitted_options
 from bnstat.recalibrate.runtimes import open_runtime
 from bnstat.recalibrate.summary import summarize
 from bnstat.recalibrate.target import check_target
@@ -46,11 +47,7 @@ def recalibrate(request: Request, progress: Progress | None = None) -> Recalibra
     with distributed.world() as (rank, world_size), open_checkpoint(request.checkpoint) as raw:
         check_target(raw, request.output, request.in_place)
         runtime = open_runtime(raw, ModelRequest(request.model, request.device, request.input_key))
-        options = replace(
-            request.data_options,
-            channels=request.channels or runtime.input_channels or 3,
-            batch_size=runtime.exact_batch or request.data_options.batch_size,
-        )
+        options = fitted_options(runtime, request.data_options, request.channels)
         data = CalibrationData(request.data, options, rank, world_size)
         result = estimate(
             runtime, data, request.method, request.passes, request.verify, progress,

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from bnstat.recalibrate.accumulator import Moments
+from bnstat.recalibrate.data.options import DataOptions
 from bnstat.recalibrate.passes import Passes
 from bnstat.recalibrate.schedule import Op, SegmentSpec
 from bnstat.report.recalibration import PassRecord
@@ -132,3 +133,14 @@ class Runtime(Protocol):
 
     def write(self, output: Path, in_place: bool) -> None:
         """Write the checkpoint with the current statistics to `output`, atomically."""
+
+
+def fitted_options(runtime: Runtime, options: DataOptions, channels: int | None) -> DataOptions:
+    """The data options as the model takes them: images decoded to `channels` (else the
+    channels its first layer takes, else 3), batches of the size a program was exported
+    for, if it was exported for one."""
+    return replace(
+        options,
+        channels=channels or runtime.input_channels or 3,
+        batch_size=runtime.exact_batch or options.batch_size,
+    )
