@@ -38,6 +38,7 @@ from bnstat.stages.open_checkpoint import open_checkpoint
 from bnstat.stages.read_layers import read_layers
 from bnstat.stages.run_rules import run_rules
 from bnstat.stages.summarise import layer_reports
+from bnstat.wording import counted
 
 if TYPE_CHECKING:
     from bnstat.recalibrate.diagnosis import DataRequest
@@ -88,8 +89,8 @@ def require_selected_layers(report: Report, settings: Settings) -> None:
     missing = settings.globs_matching_none(names) if read else []
     if missing:
         raise UsageError(
-            f"--layers {', '.join(map(repr, missing))} matches no layer of the {len(read)} "
-            "checkpoint(s) read; pass --allow-empty if that is expected"
+            f"--layers {', '.join(map(repr, missing))} matches no layer of the "
+            f"{counted(len(read), 'checkpoint')} read; pass --allow-empty if that is expected"
         )
 
 

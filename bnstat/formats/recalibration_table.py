@@ -10,6 +10,7 @@ from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import number
 from bnstat.report.recalibration import CacheUse, LayerChange, RecalibrationReport
+from bnstat.wording import counted
 
 
 def _ratio_range(layer: LayerChange) -> str:
@@ -76,7 +77,7 @@ def _facts(report: RecalibrationReport) -> list[str]:
     if report.unreadable:
         shown = "; ".join(f"{u.path}: {u.reason}" for u in report.unreadable[:5])
         more = f"; +{len(report.unreadable) - 5} more" if len(report.unreadable) > 5 else ""
-        lines.append(f"{len(report.unreadable)} unreadable file(s) skipped: {shown}{more}")
+        lines.append(f"{counted(len(report.unreadable), 'unreadable file')} skipped: {shown}{more}")
     if report.output:
         lines.append(f"written to {report.output}")
     return lines

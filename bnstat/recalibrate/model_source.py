@@ -20,6 +20,7 @@ from bnstat.readers.pickle_risk import executes_code
 from bnstat.stages.find_layers import models_in
 from bnstat.stages.find_state_dicts import StateDict
 from bnstat.tensor_ref import TensorRef
+from bnstat.wording import counted
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: no CUDA device is available")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+        devices = counted(torch.cuda.device_count(), "CUDA device")
+        raise UsageError(f"--device {name}: only {devices}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {name}: MPS is not available")
     if device.type not in ("cpu", "cuda", "mps"):

@@ -194,7 +194,7 @@ def test_unreadable_images_are_skipped_and_named(cli, tmp_path):
         report,
     )
     assert result.exit_code == 0, result.stderr
-    assert "2 unreadable file(s)" in result.stdout
+    assert "2 unreadable files skipped" in result.stdout
     report_data = json.loads(report.read_text())
     assert report_data["samples"] == 300
     assert sorted(Path(u["path"]).name for u in report_data["unreadable"]) == [
@@ -254,7 +254,7 @@ def test_missing_keys_are_listed(cli, tmp_path):
     torch.save(partial, checkpoint)
     result = recalibrate(cli, checkpoint, tmp_path / "out.pt", "--arch", ARCH)
     assert result.exit_code == 2
-    assert "missing key(s): fc_bn.bias, fc_bn.num_batches_tracked" in result.stderr
+    assert "missing keys: fc_bn.bias, fc_bn.num_batches_tracked" in result.stderr
 
 
 def test_output_and_in_place(cli, tmp_path):

@@ -68,8 +68,8 @@ def check_options(options: DataOptions, rank: int, world_size: int) -> None:
     checks = (
         (channels in MODES, f"channels must be 1, 3 or 4, not {channels}"),
         (all(size >= 1 for size in sizes), "image sizes must be positive"),
-        (len(options.mean) in (1, channels), f"--mean needs 1 or {channels} values"),
-        (len(options.std) in (1, channels), f"--std needs 1 or {channels} values"),
+        (len(options.mean) in (1, channels), f"--mean needs {_value_counts(channels)}"),
+        (len(options.std) in (1, channels), f"--std needs {_value_counts(channels)}"),
         (0.0 not in options.std, "--std must not contain 0"),
         (options.batch_size >= 1, "the batch size must be at least 1"),
         (
@@ -82,3 +82,8 @@ def check_options(options: DataOptions, rank: int, world_size: int) -> None:
     for ok, message in checks:
         if not ok:
             raise DataError(message)
+
+
+def _value_counts(channels: int) -> str:
+    """How many values a per-channel option takes: one, or one per channel."""
+    return "1 value" if channels == 1 else f"1 or {channels} values"

@@ -33,6 +33,7 @@ from bnstat.recalibrate.model_source import (
 from bnstat.recalibrate.runtimes.eager.runtime import EagerRuntime
 from bnstat.recalibrate.runtimes.torch_runtime import Checkpoint
 from bnstat.stages.find_state_dicts import BOOKKEEPING_KEYS, StateDict
+from bnstat.wording import counted
 
 SHOWN_KEYS = 8
 
@@ -143,7 +144,7 @@ def _key_list(kind: str, keys: list[str]) -> str:
     if not keys:
         return ""
     more = f", ... +{len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
-    return f"{len(keys)} {kind} key(s): {', '.join(keys[:SHOWN_KEYS])}{more}"
+    return f"{counted(len(keys), f'{kind} key')}: {', '.join(keys[:SHOWN_KEYS])}{more}"
 
 
 def _unpickle_module(raw: RawCheckpoint, state: StateDict) -> nn.Module:
