@@ -201,7 +201,7 @@ def test_mean_and_std_lengths_must_match_channels(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", 1)
     with pytest.raises(DataError, match="--mean needs 1 or 3"):
         CalibrationData(tmp_path, DataOptions(mean=(0.5, 0.5)))
-    with pytest.raises(DataError, match="--std needs 1 value$"):
+    with pytest.raises(DataError, match=r"--std needs 1 value$"):
         CalibrationData(tmp_path, DataOptions(channels=1, std=(0.5, 0.5, 0.5)))
 
 
