@@ -23,7 +23,7 @@ var 1 (stats_reset.safetensors); `inverted`, measured on inverted images 1 - x
 1437 training images and scored in eval mode on the 360 test images, with the split and
 preprocessing of make_samples.py (imported from it). Every method gets the same decoded
 in-memory batches in the same order; a final one-sample batch is merged into the one
-before it, as bnstat's data loader does with `merge_singleton` (`update_bn` cannot put a
+before it, as bnstat's pass loop does for training mode (`update_bn` cannot put a
 one-sample batch through the model's BatchNorm1d in training mode).
 
 Timings are in-process `perf_counter` wall clock of whole calls (`estimate` includes the
@@ -55,8 +55,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from bnstat.execution.runtimes.eager.runtime import eager_model
 from bnstat.recalibrate.estimator import Estimate, Method, estimate
-from bnstat.recalibrate.runtimes.eager.runtime import EagerRuntime
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_checkpoints"
 sys.path.insert(0, str(SAMPLES))
@@ -71,7 +71,7 @@ SPEED_FLOOR = 0.95  # train-average samples/s over update_bn's
 PASS_CEILING = 1.5  # exact's one sweep over train-average's one pass
 SINGLETON_NOTE = (
     "a final one-sample batch is merged into the batch before it, for every method, as\n"
-    "bnstat's data loader does with merge_singleton: update_bn would crash on it (the\n"
+    "bnstat's pass loop does for training mode: update_bn would crash on it (the\n"
     "model's BatchNorm1d refuses one value per channel in training mode)"
 )
 PASS_HEADER = [
@@ -109,21 +109,6 @@ def calibration_batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
     return batches
-
-
-@dataclass(frozen=True)
-class InMemory:
-    """bnstat's `BatchSource` over decoded batches: the same ones, in order, every call."""
-
-    items: list[torch.Tensor]
-
-    def batches(
-        self, merge_singleton: bool = False, progress: Callable[[int], None] | None = None
-    ) -> Iterator[torch.Tensor]:
-        for batch in self.items:  # a final singleton is merged already (calibration_batches)
-            if progress is not None:
-                progress(len(batch))
-            yield batch
 
 
 def model_with(state: StateDict) -> nn.Module:
@@ -169,8 +154,8 @@ def recalibrate(
         update_bn(batches, model)
         model.eval()
         return None
-    runtime = EagerRuntime(model, torch.device("cpu"), "arch")
-    return estimate(runtime, InMemory(batches), Method(name), verify=verify)
+    opened = eager_model(model, torch.device("cpu"), "arch")
+    return estimate(opened, batches, Method(name), verify=verify)
 
 
 # --- accuracy --------------------------------------------------------------------------------

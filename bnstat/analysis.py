@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bnstat import __version__
 from bnstat.errors import (
     BnstatError,
     MissingDependencyError,
@@ -38,12 +37,12 @@ from bnstat.stages.open_checkpoint import open_checkpoint
 from bnstat.stages.read_layers import read_layers
 from bnstat.stages.run_rules import run_rules
 from bnstat.stages.summarise import layer_reports
+from bnstat.version import __version__
 from bnstat.wording import counted
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.diagnosis import DataRequest
-    from bnstat.recalibrate.passes import Progress
-    from bnstat.stages.diagnose import OnData
+    from bnstat.execution.loop import Progress
+    from bnstat.stages.diagnose import DataRequest, OnData
 
 PARALLEL_FROM = 4  # files: fewer are analysed faster in one process than in a pool
 
@@ -165,7 +164,7 @@ def _report(
     batch = read_layers(refs, settings.eps)
     layers = layer_reports(batch)
     facts, run = None, None
-    if on_data is not None and refs and on_data.request.model.source in (None, state.name):
+    if on_data is not None and refs and on_data.request.run.model.spec.source in (None, state.name):
         from bnstat.stages.diagnose import diagnose_model
 
         diagnosed = diagnose_model(raw, state.name, batch, layers, settings.thresholds, on_data)

@@ -27,12 +27,13 @@ import numpy as np
 
 from bnstat.drift import drift
 from bnstat.errors import UsageError
+from bnstat.layer_batch import LayerBatch
 from bnstat.readers.base import CheckpointFormat
 from bnstat.report.diff import DiffReport, DiffSide, LayerDiff, Matching
 from bnstat.settings import Settings
 from bnstat.stages.find_layers import models_to_read
 from bnstat.stages.open_checkpoint import open_checkpoint
-from bnstat.stages.read_layers import LayerBatch, read_layers
+from bnstat.stages.read_layers import read_layers
 
 
 @dataclass(frozen=True, eq=False)

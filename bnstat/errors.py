@@ -35,6 +35,24 @@ class UsageError(BnstatError):
     """The command was misused (conflicting or invalid options)."""
 
 
+class ArgumentError(UsageError, ValueError):
+    """One argument has a value it cannot take.
+
+    The library speaks of the argument by its Python name (`max_samples must be at least
+    1`); the CLI, which knows the flag the value came from, says it with the flag
+    (`--max-samples must be at least 1`) through `said_as`.
+    """
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument} {problem}")
+        self.argument = argument
+        self.problem = problem
+
+    def said_as(self, name: str) -> str:
+        """The message with the argument called `name` (a flag, say)."""
+        return f"{name} {self.problem}"
+
+
 class DataError(BnstatError):
     """Calibration data could not be found or decoded."""
 

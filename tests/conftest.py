@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from digits_support import digits_tensor
 from safetensors.torch import save_file
 from torch import nn
 from typer.testing import CliRunner
@@ -79,3 +80,9 @@ def findings_of(report: dict, path_suffix: str = "") -> list[tuple[str, str | No
         if c["path"].endswith(path_suffix)
         for f in c["findings"]
     ]
+
+
+@pytest.fixture(scope="session")
+def digits() -> torch.Tensor:
+    """The bundled digit images as one float tensor, for the recalibration tests."""
+    return digits_tensor()

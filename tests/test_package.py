@@ -98,6 +98,57 @@ def test_a_cycle_would_be_found():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+FLOORS: tuple[tuple[str, ...], ...] = (
+    # the data model and what every floor uses
+    ("bnstat.version", "bnstat.errors", "bnstat.wording", "bnstat.dtypes", "bnstat.termination",
+     "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
+    # reading checkpoints without running them
+    ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic"),
+    # from files to the layers of each model
+    ("bnstat.stages.expand_inputs", "bnstat.stages.open_checkpoint",
+     "bnstat.stages.find_state_dicts", "bnstat.stages.find_layers", "bnstat.stages.read_layers",
+     "bnstat.stages.summarise", "bnstat.layer_batch"),
+    # running models on data, writing checkpoints
+    ("bnstat.execution", "bnstat.writers"),
+    # judging layers and estimating statistics
+    ("bnstat.rules", "bnstat.settings", "bnstat.stages.diagnose", "bnstat.stages.run_rules",
+     "bnstat.recalibrate", "bnstat.analysis", "bnstat.diff", "bnstat.baseline"),
+    # what users call: the library's entry points, the output formats, the CLI
+    ("bnstat.api", "bnstat.formats", "bnstat.cli", "bnstat.__main__"),
+)  # fmt: skip
+
+
+def floor(module: str) -> int:
+    """The floor of a module: that of the longest declared prefix it falls under."""
+    matches = [
+        (len(prefix), level)
+        for level, prefixes in enumerate(FLOORS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    if module == "bnstat":  # the package re-exports the entry points
+        return len(FLOORS) - 1
+    assert matches, f"{module} sits on no declared floor"
+    return max(matches)[1]
+
+
+def test_no_import_runs_up_the_floors():
+    graph = {module: set(_imports(module, path)) for module, path in MODULES.items()}
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if floor(target) > floor(module)
+    )
+    assert upward == []
+
+
+def test_the_floors_are_checked():
+    assert floor("bnstat.execution.runtimes.eager.runtime") == 3
+    assert floor("bnstat.stages.diagnose") == 4 > floor("bnstat.stages.read_layers")
+    assert floor("bnstat.readers.torch_zip") < floor("bnstat.stages.open_checkpoint")
+
+
 ENDS_THE_PROCESS = {"SystemExit", "exit", "quit", "_exit"}  # sys.exit, os._exit, builtins
 
 
@@ -144,7 +195,7 @@ def test_no_other_cli_module_decides_an_exit_code():
 
 TERMINAL_RENDERERS = {
     "bnstat.formats.table",  # inspect and check
-    "bnstat.formats.fit",  # the tables' widths
+    "bnstat.formats.columns",  # the tables' widths
     "bnstat.formats.names",  # cell widths of names that are not ASCII
     "bnstat.formats.diff_table",
     "bnstat.formats.recalibration_table",

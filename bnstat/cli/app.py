@@ -20,13 +20,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from bnstat import __version__
 from bnstat.cli import terminal
 from bnstat.cli.usage import CLICK_ERROR, USAGE_ERROR, BnstatCommand, one_line, usage_line
-from bnstat.errors import BnstatError, internal_error
+from bnstat.errors import ArgumentError, BnstatError, internal_error
 from bnstat.formats.display import Display
 from bnstat.report.verdict import Result, Verdict
 from bnstat.termination import Terminated
+from bnstat.version import __version__
 
 EXIT_CODES = {Verdict.PASSED: 0, Verdict.FAILED: 1, Verdict.UNREADABLE: 2}
 ERROR = 2  # a bad input or invocation, or a bug
@@ -50,9 +50,21 @@ def _stopped(err: BaseException, debug: bool) -> int:
         raise err  # the interpreter's and click's own: they know their exit
     if debug:
         traceback.print_exception(err)
-    message = str(err) if isinstance(err, BnstatError) else internal_error(err, not debug)
+    message = _message(err) if isinstance(err, BnstatError) else internal_error(err, not debug)
     typer.echo(f"bnstat: error: {message}", err=True)
     return ERROR
+
+
+def _message(err: BnstatError) -> str:
+    """The error's one line, an argument named by the flag that gives it."""
+    if isinstance(err, ArgumentError):
+        return err.said_as(flag(err.argument))
+    return str(err)
+
+
+def flag(argument: str) -> str:
+    """The command-line flag of a library argument: `max_samples` is `--max-samples`."""
+    return "--" + argument.replace("_", "-")
 
 
 class BnstatGroup(TyperGroup):

@@ -29,35 +29,14 @@ from bnstat.cli.report_options import (
     ThresholdOpt,
     WriteBaselineOpt,
 )
-from bnstat.cli.run_options import (
-    ArchKwargsOpt,
-    ArchOpt,
-    BatchSizeOpt,
-    CacheOpt,
-    ChannelsOpt,
-    DataFlags,
-    DeviceOpt,
-    GrayscaleOpt,
-    ImageSizeOpt,
-    InputKeyOpt,
-    MaxSamplesOpt,
-    MeanOpt,
-    ModelFlags,
-    ResizeOpt,
-    SeedOpt,
-    SourceOpt,
-    StdOpt,
-    UnsafeOpt,
-    WorkersOpt,
-    require_torch,
-)
+from bnstat.cli.run_options import RunFlags, require_torch, with_run_options
 from bnstat.errors import UsageError
 from bnstat.formats import InspectFormat
 from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.diagnosis import DataRequest
     from bnstat.report.inspection import Report
+    from bnstat.stages.diagnose import DataRequest
 
 
 @dataclass(frozen=True)
@@ -74,39 +53,25 @@ class Run:
     allow_empty: bool = False
 
 
-@dataclass(frozen=True)
-class OnData:
-    """`--data` and the options that say how to build the model and load the data."""
+def _data_request(folder: Path | None, run: RunFlags) -> DataRequest | None:
+    """The library's request to run the model on `--data`, or None without it (where the
+    model and data options are refused rather than ignored)."""
+    given = run.arguments()
+    if folder is None:
+        if given:
+            raise UsageError(f"{given[0]} runs the model on data: give --data DIR too")
+        return None
+    require_torch("--data")
+    from bnstat.execution.data.files import discover
+    from bnstat.stages.diagnose import DataRequest
 
-    folder: Path | None
-    model: ModelFlags
-    loading: DataFlags
-
-    def request(self) -> DataRequest | None:
-        """The library's request, or None without --data (where the other options are
-        refused rather than ignored)."""
-        given = [*self.model.arguments(), *self.loading.arguments()]
-        if self.folder is None:
-            if given:
-                raise UsageError(f"{given[0]} runs the model on data: give --data DIR too")
-            return None
-        require_torch("--data")
-        from bnstat.recalibrate.data.files import discover
-        from bnstat.recalibrate.diagnosis import DataRequest
-
-        discover(self.folder)  # no data is an error before any checkpoint is opened
-        return DataRequest(
-            folder=self.folder,
-            options=self.loading.options(),
-            channels=self.loading.channel_count,
-            model=self.model.spec(),
-            device=self.model.device,
-            input_key=self.model.input_key,
-            arguments=tuple(given),
-        )
+    discover(folder)  # no data is an error before any checkpoint is opened
+    return DataRequest(run.request(folder), tuple(given))
 
 
-def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData) -> Report:
+def _analyze(
+    run: Run, checkpoints: list[str], flags: RuleFlags, data: DataRequest | None
+) -> Report:
     """The report of the checkpoints, baseline applied (and maybe written)."""
     from dataclasses import replace
 
@@ -118,7 +83,6 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
 
     settings = flags.settings()
     known = load_baseline(run.baseline) if run.baseline is not None else None
-    data = on_data.request()
     inputs = expand_inputs(checkpoints, run.allow_empty)
     report = with_progress(
         lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
@@ -143,12 +107,12 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     return report
 
 
-def _report(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData) -> Result:
+def _report(run: Run, checkpoints: list[str], flags: RuleFlags, data: DataRequest | None) -> Result:
     from bnstat.baseline import Recorded
     from bnstat.formats import inspect_emitter
     from bnstat.formats.text import exit_reason
 
-    report = _analyze(run, checkpoints, flags, on_data)
+    report = _analyze(run, checkpoints, flags, data)
     code = exit_code(report)
     table = run.fmt is InspectFormat.TABLE and run.output is None
     text = inspect_emitter(run.fmt)(report, display(table, layers=run.layers, exit_code=code))
@@ -176,33 +140,21 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
     """`inspect` and `check` take the same options and differ only in what they show."""
 
     def report(
-        checkpoints: Checkpoints, format: FormatOpt = InspectFormat.TABLE, output: OutputOpt = None,
-        fail_on: FailOnOpt = None, select: SelectOpt = None, ignore: IgnoreOpt = None,
-        layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
-        config: ConfigOpt = None, baseline: BaselineOpt = None,
+        checkpoints: Checkpoints, run: RunFlags, format: FormatOpt = InspectFormat.TABLE,
+        output: OutputOpt = None, fail_on: FailOnOpt = None, select: SelectOpt = None,
+        ignore: IgnoreOpt = None, layers: LayersOpt = None, eps: EpsOpt = None,
+        threshold: ThresholdOpt = None, config: ConfigOpt = None, baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, data: DataDirOpt = None,
-        arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None,
-        unsafe_load: UnsafeOpt = False, input_key: InputKeyOpt = None, device: DeviceOpt = "auto",
-        image_size: ImageSizeOpt = None, resize: ResizeOpt = None, mean: MeanOpt = "0",
-        std: StdOpt = "1", grayscale: GrayscaleOpt = False, channels: ChannelsOpt = None,
-        max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
-        workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, allow_empty: AllowEmptyOpt = False,
-        debug: DebugOpt = False,
+        allow_empty: AllowEmptyOpt = False, debug: DebugOpt = False,
     ) -> Result:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
-        run = Run(show_layers, format, output, jobs, baseline, write_baseline, debug, allow_empty)
-        on_data = OnData(
-            data,
-            ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device),
-            DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples, seed,
-                      batch_size, workers, cache_mb),
-        )  # fmt: skip
-        return _report(run, checkpoints, flags, on_data)
+        shown = Run(show_layers, format, output, jobs, baseline, write_baseline, debug, allow_empty)
+        return _report(shown, checkpoints, flags, _data_request(data, run))
 
     report.__doc__ = summary
-    return report
+    return with_run_options(report)
 
 
 command("inspect", short_help="Per-layer statistics and the findings.")(

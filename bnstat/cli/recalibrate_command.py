@@ -1,4 +1,4 @@
-"""`bnstat recalibrate`: options in, `bnstat.recalibrate.run.recalibrate` called, report out."""
+"""`bnstat recalibrate`: options in, `recalibrate.run.recalibrate_file` called, report out."""
 
 from __future__ import annotations
 
@@ -9,28 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bnstat.cli.app import DebugOpt, command, display, option
-from bnstat.cli.run_options import (
-    ArchKwargsOpt,
-    ArchOpt,
-    BatchSizeOpt,
-    CacheOpt,
-    ChannelsOpt,
-    DataFlags,
-    DeviceOpt,
-    GrayscaleOpt,
-    ImageSizeOpt,
-    InputKeyOpt,
-    MaxSamplesOpt,
-    MeanOpt,
-    ModelFlags,
-    ResizeOpt,
-    SeedOpt,
-    SourceOpt,
-    StdOpt,
-    UnsafeOpt,
-    WorkersOpt,
-    require_torch,
-)
+from bnstat.cli.run_options import RunFlags, require_torch, with_run_options
 from bnstat.errors import UsageError
 from bnstat.formats import RecalibrationFormat
 from bnstat.report.verdict import Result
@@ -64,10 +43,13 @@ MethodOpt = Annotated[
         metavar="<exact|train-average>",
     ),
 ]
-PassesOpt = Annotated[
+SweepsOpt = Annotated[
     int,
-    option("Sweeps over the layers; more than 1 re-measures and shows the change.", metavar="N"),
-]
+    option(
+        "Sweeps over the layers; more than 1 re-measures and shows the change.",
+        "--sweeps", "--passes", metavar="N",
+    ),
+]  # fmt: skip
 VerifyOpt = Annotated[bool, option("Measure eval-mode consistency afterwards (one more pass).")]
 InPlaceOpt = Annotated[bool, option("Overwrite the input checkpoint (atomically).", "--in-place")]
 ReportOpt = Annotated[
@@ -79,15 +61,11 @@ RecalibrationFormatOpt = Annotated[
 
 
 @command(short_help="Re-estimate the statistics on data.")
+@with_run_options
 def recalibrate(
-    checkpoint: CheckpointArg, data: DataOpt, output: RecalOutputOpt = None, arch: ArchOpt = None,
-    arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None, unsafe_load: UnsafeOpt = False,
-    method: MethodOpt = "exact", passes: PassesOpt = 1, verify: VerifyOpt = True,
-    image_size: ImageSizeOpt = None, resize: ResizeOpt = None, mean: MeanOpt = "0",
-    std: StdOpt = "1", grayscale: GrayscaleOpt = False, channels: ChannelsOpt = None,
-    max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
-    workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, device: DeviceOpt = "auto",
-    input_key: InputKeyOpt = None, in_place: InPlaceOpt = False, report: ReportOpt = None,
+    checkpoint: CheckpointArg, data: DataOpt, run: RunFlags, output: RecalOutputOpt = None,
+    method: MethodOpt = "exact", sweeps: SweepsOpt = 1, verify: VerifyOpt = True,
+    in_place: InPlaceOpt = False, report: ReportOpt = None,
     format: RecalibrationFormatOpt = RecalibrationFormat.TABLE, debug: DebugOpt = False,
 ) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
@@ -95,8 +73,7 @@ def recalibrate(
 
     require_torch("bnstat recalibrate")
     from bnstat.recalibrate.estimator import Method
-    from bnstat.recalibrate.run import Request
-    from bnstat.recalibrate.run import recalibrate as run_recalibration
+    from bnstat.recalibrate.run import Request, recalibrate_file
 
     if output is None and not in_place:
         raise UsageError("give --output FILE, or --in-place to overwrite the input")
@@ -104,24 +81,16 @@ def recalibrate(
         chosen_method = Method(method)
     except ValueError:
         raise UsageError(f"--method {method!r}: expected exact or train-average") from None
-    model = ModelFlags(arch, arch_kwargs, source, unsafe_load, input_key, device)
-    loading = DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples,
-                        seed, batch_size, workers, cache_mb)  # fmt: skip
     request = Request(
         checkpoint=checkpoint,
-        data=data,
         output=output if output is not None else checkpoint,
-        model=model.spec(),
-        data_options=loading.options(),
-        channels=loading.channel_count,
+        run=run.request(data),
         method=chosen_method,
-        passes=passes,
+        sweeps=sweeps,
         verify=verify,
-        device=device,
-        input_key=input_key,
         in_place=in_place,
     )
-    result = with_progress(lambda progress: run_recalibration(request, progress))
+    result = with_progress(lambda progress: recalibrate_file(request, progress))
     if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
     return result

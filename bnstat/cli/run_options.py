@@ -1,24 +1,30 @@
 """The options that say how to build a model and load data, shared by every command that
 runs one: `recalibrate`, and `inspect`/`check` with `--data`.
 
-Each command lists these parameters (typer reads them from its signature) and hands
-their values to `ModelFlags` and `DataFlags`, which build the library's requests and can
-say them back as command-line arguments (a finding's fix names the `recalibrate` command
-that repairs what `check --data` found).
+They are declared once, here: `with_run_options` gives a command one typer option per
+field of `ModelFlags` and `DataFlags` (typer reads options from a function's signature)
+and hands the command their values as one `RunFlags`, which builds the library's
+request and can say itself back as command-line arguments (a finding's fix names the
+`recalibrate` command that repairs what `check --data` found).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 from bnstat.cli.app import option
 from bnstat.errors import MissingDependencyError, UsageError
+from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.data import DataOptions
-    from bnstat.recalibrate.model_source import ModelSpec
+    from bnstat.execution.data import DataOptions
+    from bnstat.execution.model_options import ModelSpec, RunRequest
 
 ArchOpt = Annotated[
     str | None,
@@ -108,40 +114,37 @@ def _arguments(flags: Any, defaults: Any) -> list[str]:
 class ModelFlags:
     """How to build the model: `--arch`, `--arch-kwargs`, `--source`, `--unsafe-load`, ..."""
 
-    arch: str | None = None
-    arch_kwargs: str = "{}"
-    source: str | None = None
-    unsafe_load: bool = False
-    input_key: str | None = None
-    device: str = "auto"
+    arch: ArchOpt = None
+    arch_kwargs: ArchKwargsOpt = "{}"
+    source: SourceOpt = None
+    unsafe_load: UnsafeOpt = False
+    input_key: InputKeyOpt = None
+    device: DeviceOpt = "auto"
 
     def spec(self) -> ModelSpec:
-        from bnstat.recalibrate.model_source import ModelSpec
+        from bnstat.execution.model_options import ModelSpec
 
         return ModelSpec(self.arch, _json_object(self.arch_kwargs), self.unsafe_load, self.source)
-
-    def arguments(self) -> list[str]:
-        return _arguments(self, ModelFlags())
 
 
 @dataclass(frozen=True)
 class DataFlags:
     """How to load the data: sizes, normalisation, channels, selection, batching, memory."""
 
-    image_size: str | None = None
-    resize: int | None = None
-    mean: str = "0"
-    std: str = "1"
-    grayscale: bool = False
-    channels: int | None = None
-    max_samples: int | None = None
-    seed: int = 0
-    batch_size: int = 32
-    workers: int | None = None
-    cache_mb: int = 2048
+    image_size: ImageSizeOpt = None
+    resize: ResizeOpt = None
+    mean: MeanOpt = "0"
+    std: StdOpt = "1"
+    grayscale: GrayscaleOpt = False
+    channels: ChannelsOpt = None
+    max_samples: MaxSamplesOpt = None
+    seed: SeedOpt = 0
+    batch_size: BatchSizeOpt = 32
+    workers: WorkersOpt = None
+    cache_mb: CacheOpt = 2048
 
     def options(self) -> DataOptions:
-        from bnstat.recalibrate.data import DataOptions, parse_floats, parse_image_size
+        from bnstat.execution.data import DataOptions, parse_floats, parse_image_size
 
         return DataOptions(
             image_size=parse_image_size(self.image_size) if self.image_size else None,
@@ -160,8 +163,78 @@ class DataFlags:
         """The channels asked for (None: what the model takes)."""
         return 1 if self.grayscale else self.channels
 
+
+@dataclass(frozen=True)
+class RunFlags:
+    """The model and data options of one command."""
+
+    model: ModelFlags
+    loading: DataFlags
+
+    def request(self, data: Path) -> RunRequest:
+        """The library's request to run the model on the data in `data`."""
+        from bnstat.execution.model_options import ModelRequest, RunRequest
+
+        model = self.model
+        return RunRequest(
+            data=data,
+            model=ModelRequest(model.spec(), model.device, model.input_key),
+            options=self.loading.options(),
+            channels=self.loading.channel_count,
+        )
+
     def arguments(self) -> list[str]:
-        return _arguments(self, DataFlags())
+        """The options given, as a command line says them."""
+        return [
+            *_arguments(self.model, ModelFlags()),
+            *_arguments(self.loading, DataFlags()),
+        ]
+
+
+def _parameters(flags: type[Any]) -> list[inspect.Parameter]:
+    """One keyword parameter per field of a flags dataclass, typed for typer."""
+    hints = get_type_hints(flags, include_extras=True)
+    return [
+        inspect.Parameter(
+            item.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=item.default,
+            annotation=hints[item.name],
+        )
+        for item in fields(flags)
+        if item.default is not MISSING
+    ]
+
+
+RUN_PARAMETERS = (*_parameters(ModelFlags), *_parameters(DataFlags))
+_MODEL = tuple(item.name for item in fields(ModelFlags))
+_DATA = tuple(item.name for item in fields(DataFlags))
+
+
+def with_run_options(function: Callable[..., Result]) -> Callable[..., Result]:
+    """The command `function`, whose `run: RunFlags` parameter typer sees as the options
+    of `ModelFlags` and `DataFlags`, after the command's own."""
+    signature = inspect.signature(function)
+    hints = get_type_hints(function, include_extras=True)
+    own = [
+        parameter.replace(annotation=hints[name], kind=inspect.Parameter.KEYWORD_ONLY)
+        for name, parameter in signature.parameters.items()
+        if name != "run"
+    ]
+    debug = [parameter for parameter in own if parameter.name == "debug"]
+    parameters = [p for p in own if p.name != "debug"] + list(RUN_PARAMETERS) + debug
+
+    @functools.wraps(function)
+    def command(**values: Any) -> Result:
+        model = ModelFlags(**{name: values.pop(name) for name in _MODEL})
+        loading = DataFlags(**{name: values.pop(name) for name in _DATA})
+        return function(**values, run=RunFlags(model, loading))
+
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=hints.get("return", Result)
+    )
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
 
 
 def _json_object(text: str) -> dict[str, object]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bnstat.report.diff import DiffReport
     from bnstat.report.inspection import Report
     from bnstat.report.recalibration import RecalibrationReport
-    from bnstat.report.rules import RuleListing
+    from bnstat.rules.listing import RuleListing
 
 Result = TypeVar("Result")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from bnstat.formats.columns import Column, table_of_width
 from bnstat.formats.display import Display
-from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import checkpoint_title, number
 from bnstat.report.diff import DiffReport, LayerDiff
@@ -56,7 +56,7 @@ def render_diff_table(report: DiffReport, display: Display) -> str:
           zip(titles, numbers, (4, 3, 1, 0), strict=True)),
         Column("", [_verdict(layer) for layer in layers], "left", kind="words"),
     ]  # fmt: skip
-    console.print(fitted_table(columns, width))
+    console.print(table_of_width(columns, width))
     console.print(
         Text(
             f"{len(report.changed)} of {counted(len(report.layers), 'layer')} changed", style="bold"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from bnstat.formats.columns import Column, table_of_width
 from bnstat.formats.display import Display
-from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import number
 from bnstat.report.recalibration import CacheUse, LayerChange, RecalibrationReport
@@ -33,7 +33,7 @@ def render_recalibration_table(report: RecalibrationReport, display: Display) ->
             drop=3,
         ),
     ]
-    console.print(fitted_table(columns, width))
+    console.print(table_of_width(columns, width))
     for line in _facts(report):
         console.print(Text(line))
     return text_of(buffer)

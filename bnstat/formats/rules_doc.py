@@ -11,9 +11,9 @@ import json
 import textwrap
 
 from bnstat.formats.display import Display
-from bnstat.report.rules import RuleListing
 from bnstat.rules import RULES
 from bnstat.rules.base import Rule
+from bnstat.rules.listing import RuleListing
 from bnstat.settings import Settings
 
 SECTION_TITLES = ("What it checks", "Why it matters", "Example", "Fix")

@@ -17,8 +17,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from bnstat.formats.columns import Column, table_of_width
 from bnstat.formats.display import Display
-from bnstat.formats.fit import Column, fitted_table
 from bnstat.formats.text import (
     FindingGroup,
     by_severity,
@@ -137,7 +137,7 @@ def _layer_table(entry: CheckpointReport, width: int) -> Table:
         *_data_columns(layers),
         Column("findings", findings, "left", kind="words"),
     ]
-    return fitted_table(columns, width)
+    return table_of_width(columns, width)
 
 
 def _data_columns(layers: tuple[LayerReport, ...]) -> list[Column]:

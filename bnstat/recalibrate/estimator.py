@@ -14,25 +14,28 @@ over batches of each batch's mean and unbiased variance, upstream layers normali
 batch statistics. It depends on the batch size and is offered for comparison.
 
 A last pass (`verify`) measures every layer's eval-mode input with the new statistics,
-through the runtime's probe rather than the sweep's segments, and reports how far the
+through the runner's probe rather than the sweep's segments, and reports how far the
 stored statistics are from it. The model is left as it was found unless everything
-succeeded (`Runtime.running`).
+succeeded (`StatisticsStore.kept`).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-from bnstat.errors import ModelError
-from bnstat.recalibrate import distributed
-from bnstat.recalibrate.accumulator import Moments
-from bnstat.recalibrate.passes import BatchSource, Passes, Progress, Silent
-from bnstat.recalibrate.runtime import Runtime
-from bnstat.recalibrate.schedule import Unsegmentable, fronts, plan
-from bnstat.recalibrate.sweep import SweepResult, by_front, measure, segmented
+from bnstat.errors import ArgumentError, ModelError
+from bnstat.execution import distributed
+from bnstat.execution.loop import DataLoop, Progress, Silent
+from bnstat.execution.measure import measure
+from bnstat.execution.model import Model
+from bnstat.execution.moments import Moments
+from bnstat.execution.schedule import Unsegmentable, fronts, plan
+from bnstat.recalibrate.sweep import SweepResult, by_front, segmented
+from bnstat.recalibrate.train_average import train_average
 from bnstat.report.recalibration import CacheUse, PassRecord
 
 DEFAULT_CACHE_BYTES = 2 * 2**30
@@ -72,8 +75,8 @@ def mismatch(measured: Moments, stored: Moments, eps: float) -> float:
     return float(torch.maximum(mean_error, var_error))
 
 
-def _current(runtime: Runtime) -> dict[str, Moments]:
-    return {layer.name: runtime.statistics(layer.name) for layer in runtime.layers}
+def _current(model: Model) -> dict[str, Moments]:
+    return {layer.name: model.store.read(layer.name) for layer in model.runner.layers}
 
 
 def _largest_change(before: dict[str, Moments], after: dict[str, Moments]) -> float:
@@ -84,13 +87,13 @@ def _largest_change(before: dict[str, Moments], after: dict[str, Moments]) -> fl
 class _Exact:
     """The exact method's sweeps, segmented where the graph allows it (and `segment` is on)."""
 
-    runtime: Runtime
-    passes: Passes
+    model: Model
+    loop: DataLoop
     cache_bytes: int
     segment: bool = True
 
     def __post_init__(self) -> None:
-        capture = self.runtime.capture()
+        capture = self.model.runner.capture()
         self.plan = None
         try:
             if not self.segment:
@@ -101,7 +104,7 @@ class _Exact:
             segments = len(self.plan.segments)
             self.strategy = f"segmented: {segments} segments of the {capture.how} graph, one pass"
         except Unsegmentable as why:
-            names = [layer.name for layer in self.runtime.layers]
+            names = [layer.name for layer in self.model.runner.layers]
             self.groups = fronts(capture.ops) if capture.ops else [[name] for name in names]
             self.strategy = (
                 f"by front: {len(self.groups)} passes, each stopped after its front "
@@ -109,10 +112,9 @@ class _Exact:
             )
 
     def sweep(self, label: str) -> SweepResult:
-        device = self.runtime.accumulate_on
         if self.plan is not None:
-            return segmented(self.runtime, self.plan, self.passes, label, self.cache_bytes, device)
-        return by_front(self.runtime, self.groups, self.passes, label, device)
+            return segmented(self.model, self.plan, self.loop, label, self.cache_bytes)
+        return by_front(self.model, self.groups, self.loop, label)
 
     def sweeps(self, count: int) -> tuple[list[PassRecord], list[float], CacheUse | None]:
         """`count` sweeps: their passes, the change made by each after the first, the cache."""
@@ -122,39 +124,26 @@ class _Exact:
             result = self.sweep(f"sweep {number}")
             records.append(result.record)
             cache = cache or result.cache
-            current = _current(self.runtime) if count > 1 else None
+            current = _current(self.model) if count > 1 else None
             if previous is not None and current is not None:
                 changes.append(_largest_change(previous, current))
             previous = current
         return records, changes, cache
 
 
-def _train_average(runtime: Runtime, passes: Passes) -> PassRecord:
-    """Average of per-call batch means and unbiased variances, BatchNorm in training mode;
-    in a distributed run, the average over every process's calls."""
-    averages, record = runtime.train_average(passes)
-    for name, local in averages.items():
-        mean, var = distributed.batch_weighted_mean(
-            torch.stack([local.mean, local.var]), local.count
-        )
-        moments = Moments(mean, var, local.count)
-        moments.require_finite(name)
-        runtime.set_statistics(name, moments, distributed.total(record.batches))
-    return record
-
-
-def _verify(runtime: Runtime, passes: Passes) -> tuple[dict[str, float], PassRecord]:
+def _verify(model: Model, loop: DataLoop) -> tuple[dict[str, float], PassRecord]:
     """After recalibration: how far each layer's eval-mode input moments are from its stats."""
-    names = [layer.name for layer in runtime.layers]
-    sums, record = measure(runtime, names, passes, "verify", runtime.accumulate_on)
+    runner, store = model.runner, model.store
+    names = [layer.name for layer in runner.layers]
+    sums, record = measure(runner, names, loop, "verify")
     measured = sums.compute()
-    eps = {layer.name: layer.eps for layer in runtime.layers}
-    return {n: mismatch(measured[n], runtime.statistics(n), eps[n]) for n in measured}, record
+    eps = {layer.name: layer.eps for layer in runner.layers}
+    return {n: mismatch(measured[n], store.read(n), eps[n]) for n in measured}, record
 
 
 def estimate(
-    runtime: Runtime,
-    data: BatchSource,
+    model: Model,
+    data: Iterable[torch.Tensor],
     method: Method = Method.EXACT,
     sweeps: int = 1,
     verify: bool = True,
@@ -162,37 +151,38 @@ def estimate(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     segment: bool = True,
 ) -> Estimate:
-    """Recalibrate the runtime's BatchNorm statistics on `data` (see the module docstring).
+    """Recalibrate the model's BatchNorm statistics on `data` (see the module docstring).
 
     `cache_bytes` bounds the activations kept in memory by a segmented sweep; `segment`
     off sweeps by front even where the graph could be cut (to compare the two).
     """
     if sweeps < 1:
-        raise ModelError("--passes must be at least 1")
-    passes = Passes(data, progress or Silent(), runtime.exact_batch)
-    with runtime.running() as outcome:
-        runtime.prepare(passes.first_batch())
-        if not runtime.layers:
+        raise ArgumentError("sweeps", "must be at least 1")
+    runner = model.runner
+    loop = DataLoop(data, progress or Silent(), runner.takes.exact_batch)
+    with runner.evaluating(), model.store.kept() as outcome:
+        runner.prepare(loop.first_batch())
+        if not runner.layers:
             raise ModelError("the model has no BatchNorm layers with running statistics")
-        before = _current(runtime)
+        before = _current(model)
         changes: list[float] = []
         cache = None
         if method is Method.TRAIN_AVERAGE:
-            records, strategy = [_train_average(runtime, passes)], "train-mode average, one pass"
+            records, strategy = [train_average(model, loop)], "train-mode average, one pass"
         else:
-            exact = _Exact(runtime, passes, cache_bytes, segment)
+            exact = _Exact(model, loop, cache_bytes, segment)
             records, changes, cache = exact.sweeps(sweeps)
             strategy = exact.strategy
         consistency = None
         if verify:
-            consistency, record = _verify(runtime, passes)
+            consistency, record = _verify(model, loop)
             records.append(record)
         outcome.succeeded = True
-    after = _current(runtime)
+    after = _current(model)
     return Estimate(
         method=method,
         layers=tuple(LayerEstimate(name, before[name], after[name]) for name in before),
-        unreached=runtime.unreached,
+        unreached=runner.unreached,
         batches=distributed.total(records[0].batches),
         samples=distributed.total(records[0].samples),
         passes=tuple(records),

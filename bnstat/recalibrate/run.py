@@ -1,64 +1,61 @@
-"""`recalibrate()`: checkpoint + data in, recalibrated checkpoint and a report out.
+"""`recalibrate_file()`: checkpoint + data in, recalibrated checkpoint and a report out.
 
-The library entry point behind `bnstat recalibrate`: open the checkpoint, open the
-runtime its format calls for (`runtimes.open_runtime`), load the calibration data the
-way the model takes it, estimate the statistics, write them back atomically (only the
-first process of a distributed run writes) and summarise what changed.
+What `bnstat recalibrate` runs: open the checkpoint, open the model its format calls for
+(`execution.runtimes.open_model`), load the calibration data the way the model takes
+it, estimate the statistics, write them back atomically (only the first process of a
+distributed run writes) and report what changed.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from bnstat.recalibrate import distributed
-from bnstat.recalibrate.data import CalibrationData, DataOptions
+from bnstat.execution import distributed
+from bnstat.execution.data import FolderData
+from bnstat.execution.loop import Progress
+from bnstat.execution.model import fitted_options
+from bnstat.execution.model_options import RunRequest
+from bnstat.execution.runtimes import open_model
 from bnstat.recalibrate.estimator import Method, estimate
-from bnstat.recalibrate.model_source import ModelRequest, ModelSpec
-from bnstat.recalibrate.passes import Progress
-from bnstat.recalibrate.runtime import fitted_options
-from bnstat.recalibrate.runtimes import open_runtime
-from bnstat.recalibrate.summary import summarize
-from bnstat.recalibrate.target import check_target
+from bnstat.recalibrate.reporting import recalibration_report
 from bnstat.report.recalibration import RecalibrationReport
 from bnstat.stages.open_checkpoint import open_checkpoint
+from bnstat.writers.target import check_target
 
 
 @dataclass(frozen=True)
 class Request:
+    """Recalibrate `checkpoint` with the model and data of `run`; write `output`."""
+
     checkpoint: Path
-    data: Path
     output: Path
-    model: ModelSpec = field(default_factory=ModelSpec)
-    data_options: DataOptions = field(default_factory=DataOptions)
-    channels: int | None = None  # None: as many as the model takes
+    run: RunRequest
     method: Method = Method.EXACT
-    passes: int = 1
+    sweeps: int = 1
     verify: bool = True
-    device: str = "auto"
-    input_key: str | None = None
     in_place: bool = False
 
 
-def recalibrate(request: Request, progress: Progress | None = None) -> RecalibrationReport:
-    """Recalibrate `request.checkpoint` on `request.data` and write `request.output`."""
+def recalibrate_file(request: Request, progress: Progress | None = None) -> RecalibrationReport:
+    """Recalibrate `request.checkpoint` on the data and write `request.output`."""
     start = time.perf_counter()
     with distributed.world() as (rank, world_size), open_checkpoint(request.checkpoint) as raw:
         check_target(raw, request.output, request.in_place)
-        runtime = open_runtime(raw, ModelRequest(request.model, request.device, request.input_key))
-        options = fitted_options(runtime, request.data_options, request.channels)
-        data = CalibrationData(request.data, options, rank, world_size)
+        run = request.run
+        model = open_model(raw, run.model)
+        options = fitted_options(model.runner.takes, run.options, run.channels)
+        data = FolderData(run.data, options, rank, world_size)
         result = estimate(
-            runtime, data, request.method, request.passes, request.verify, progress,
+            model, data, request.method, request.sweeps, request.verify, progress,
             cache_bytes=options.cache_bytes,
         )  # fmt: skip
         writes = distributed.is_writer()
         if writes:
-            runtime.write(request.output, request.in_place)
-    return summarize(
-        result, data, {layer.name: layer.eps for layer in runtime.layers},
+            model.store.write(request.output, request.in_place)
+    return recalibration_report(
+        result, data, {layer.name: layer.eps for layer in model.runner.layers},
         checkpoint=str(request.checkpoint), output=str(request.output) if writes else None,
-        source=runtime.source, model=runtime.origin, device=runtime.device,
-        seconds=time.perf_counter() - start, processes=world_size,
+        origin=model.runner.origin, seconds=time.perf_counter() - start, processes=world_size,
     )  # fmt: skip

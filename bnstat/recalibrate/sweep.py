@@ -18,18 +18,18 @@ Distributed runs add up the sums of every process once per front, in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from bnstat.recalibrate import distributed
-from bnstat.recalibrate.accumulator import ChannelMoments, Moments
-from bnstat.recalibrate.cache import ActivationCache
-from bnstat.recalibrate.passes import Passes
-from bnstat.recalibrate.runtime import Runtime
-from bnstat.recalibrate.schedule import Plan, SegmentSpec
+from bnstat.execution import distributed
+from bnstat.execution.cache import ActivationCache
+from bnstat.execution.loop import DataLoop
+from bnstat.execution.measure import LayerSums, measure
+from bnstat.execution.model import Model
+from bnstat.execution.schedule import Plan, SegmentSpec
 from bnstat.report.recalibration import CacheUse, PassRecord
 from bnstat.termination import sigterm_raises
 
@@ -40,47 +40,21 @@ class SweepResult:
     cache: CacheUse | None = None
 
 
-class Sums:
-    """Input moments of some layers, channel by channel, over every batch of a pass."""
-
-    def __init__(self, runtime: Runtime, names: Iterable[str], device: torch.device) -> None:
-        channels = {layer.name: layer.channels for layer in runtime.layers}
-        self.moments = {name: ChannelMoments(channels[name], device) for name in names}
-
-    def add(self, found: Iterable[tuple[str, torch.Tensor]]) -> None:
-        for name, values in found:
-            self.moments[name].update(values)
-
-    def compute(self) -> dict[str, Moments]:
-        """Mean and unbiased variance per layer, over every process of a distributed run."""
-        for moments in self.moments.values():
-            moments.synchronize()
-        return {name: moments.compute() for name, moments in self.moments.items()}
-
-    def set_statistics(self, runtime: Runtime, batches: int) -> None:
-        """Every layer normalises with its sums from now on."""
-        for name, result in self.compute().items():
-            result.require_variance(name)
-            result.require_finite(name)
-            runtime.set_statistics(name, result, batches)
-
-
 class _Segments:
     """Runs a plan's segments one at a time, caching their outputs and measuring fronts."""
 
-    def __init__(
-        self, runtime: Runtime, plan: Plan, cache: ActivationCache, device: torch.device
-    ) -> None:
-        self.runtime, self.plan, self.cache, self.device = runtime, plan, cache, device
+    def __init__(self, model: Model, plan: Plan, cache: ActivationCache) -> None:
+        self.runner, self.store, self.plan, self.cache = model.runner, model.store, plan, cache
         self.sizes: list[int] = []  # samples in each cached batch
 
     def begin(self, spec: SegmentSpec) -> None:
-        self.spec, self.sums = spec, Sums(self.runtime, spec.measure, self.device)
-        self.segment = self.runtime.segment(spec)
+        runner = self.runner
+        self.spec, self.sums = spec, LayerSums(runner.layers, spec.measure, runner.accumulate_on)
+        self.segment = runner.segment(spec)
 
     def on_data(self, index: int, batch: torch.Tensor) -> None:
         self.sizes.append(len(batch))
-        self._run(index, [self.runtime.model_input(batch)])
+        self._run(index, [self.runner.model_input(batch)])
 
     def on_cache(self, index: int) -> None:
         self._run(index, [self.cache.get(value, index) for value in self.spec.inputs])
@@ -96,30 +70,25 @@ class _Segments:
 
     def end(self, batches: int) -> None:
         self.cache.release(self.plan.release.get(self.spec.index, ()), len(self.sizes))
-        self.sums.set_statistics(self.runtime, batches)
+        self.sums.set_statistics(self.store, batches)
 
 
 def segmented(
-    runtime: Runtime,
-    plan: Plan,
-    passes: Passes,
-    label: str,
-    cache_bytes: int,
-    device: torch.device,
+    model: Model, plan: Plan, loop: DataLoop, label: str, cache_bytes: int
 ) -> SweepResult:
     """One sweep through the plan's segments (see the module docstring)."""
     start = time.perf_counter()
-    cache = ActivationCache(cache_bytes, plan.pinned, passes.data_bytes)
+    cache = ActivationCache(cache_bytes, plan.pinned, loop.data_bytes)
     with sigterm_raises(), cache:
-        segments = _Segments(runtime, plan, cache, device)
+        segments = _Segments(model, plan, cache)
         count = len(plan.segments)
         segments.begin(plan.segments[0])
-        record = passes.over_data(f"{label} · segment 1/{count}", segments.on_data)
+        record = loop.over_data(f"{label} · segment 1/{count}", segments.on_data)
         batches = distributed.total(record.batches)
         segments.end(batches)
         for spec in plan.segments[1:]:
             segments.begin(spec)
-            passes.over_cache(
+            loop.over_cache(
                 f"{label} · segment {spec.index + 1}/{count}", segments.sizes, segments.on_cache
             )
             segments.end(batches)
@@ -129,15 +98,13 @@ def segmented(
         return SweepResult(whole, cache.use)
 
 
-def by_front(
-    runtime: Runtime, groups: list[list[str]], passes: Passes, label: str, device: torch.device
-) -> SweepResult:
+def by_front(model: Model, groups: list[list[str]], loop: DataLoop, label: str) -> SweepResult:
     """The fallback: one probe pass per front of layers (see the module docstring)."""
     records = []
     for number, names in enumerate(groups, start=1):
         part = f"{label} · front {number}/{len(groups)}"
-        sums, record = measure(runtime, names, passes, part, device)
-        sums.set_statistics(runtime, distributed.total(record.batches))
+        sums, record = measure(model.runner, names, loop, part)
+        sums.set_statistics(model.store, distributed.total(record.batches))
         records.append(record)
     first = records[0]
     total = PassRecord(
@@ -148,18 +115,3 @@ def by_front(
         first.skipped,
     )
     return SweepResult(total)
-
-
-def measure(
-    runtime: Runtime, names: Sequence[str], passes: Passes, label: str, device: torch.device
-) -> tuple[Sums, PassRecord]:
-    """Input moments of the layers `names` from one probe pass in the model's current state."""
-    sums = Sums(runtime, names, device)
-    probe = runtime.probe(names)
-    try:
-        record = passes.over_data(
-            label, lambda _index, batch: sums.add(probe.run(runtime.model_input(batch)))
-        )
-    finally:
-        probe.close()
-    return sums, record

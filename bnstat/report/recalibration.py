@@ -1,7 +1,7 @@
 """What a recalibration did: per layer, how far the statistics moved and how exact they
 are, and how the run went (passes, activation cache, skipped files).
 
-Plain records, importable without torch; `bnstat.recalibrate.summary` fills them in from
+Plain records, importable without torch; `bnstat.recalibrate.reporting` fills them in from
 an estimate.
 """
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bnstat.data_fit import ChannelFit
+from bnstat.layer_batch import LayerBatch
 from bnstat.readers.base import CheckpointFormat
 from bnstat.report.severity import Severity
-from bnstat.stages.read_layers import LayerBatch
 from bnstat.wording import plural
 
 SECTIONS = ("What it checks", "Why it matters", "Example", "Fix")

@@ -28,10 +28,8 @@ import numpy as np
 
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define_rule
+from bnstat.rules.facts import FIELD_NAMES, QUANTITIES
 from bnstat.wording import plural
-
-QUANTITIES = ("mean", "var", "weight", "bias")
-FIELD_NAMES = {"mean": "running_mean", "var": "running_var", "weight": "weight", "bias": "bias"}
 
 
 def check(data: RuleInput) -> Iterator[Hit]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
-from bnstat.rules.bn013_no_batchnorm import statistics_folded
+from bnstat.rules.facts import statistics_folded
 
 
 def check(data: RuleInput) -> Iterator[Hit]:

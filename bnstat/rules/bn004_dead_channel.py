@@ -27,32 +27,20 @@ parameters, a learning rate that made gamma collapse) and retrain or fine-tune.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import numpy as np
 
 from bnstat.readers.followers import Follower, FollowerKind
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
-from bnstat.segments import segment_median
-from bnstat.stages.read_layers import LayerBatch
+from bnstat.rules.facts import dead_channel_mask
 from bnstat.wording import bound, plural
 
 PARAMS = (
     Param("dead-weight-abs", 1e-6, "|weight| at or below this is dead"),
     Param("dead-weight-rel", 1e-3, "|weight| below this fraction of the layer median is dead"),
 )
-
-
-def dead_channel_mask(layers: LayerBatch, thresholds: Mapping[str, float]) -> np.ndarray:
-    """Channels whose |weight| is negligible in absolute terms or next to their layer."""
-    magnitude = np.abs(layers.weight)
-    median = segment_median(magnitude, layers.offsets)[layers.ids]
-    dead: np.ndarray = (magnitude <= thresholds["dead-weight-abs"]) | (
-        magnitude < thresholds["dead-weight-rel"] * median
-    )
-    dead &= layers.affine[layers.ids]
-    return dead
 
 
 def _behaviour(channels: np.ndarray, bias: np.ndarray, follower: Follower | None) -> str:

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bnstat.layer_arrays import layer_median
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
-from bnstat.segments import segment_median
 from bnstat.wording import span
 
 PARAMS = (Param("outlier-decades", 3.0, "distance from the layer median in powers of ten"),)
@@ -40,7 +40,7 @@ def check(data: RuleInput) -> Iterator[Hit]:
     usable = np.isfinite(layers.var) & (layers.var > data.thresholds["collapsed-var"])
     with np.errstate(divide="ignore", invalid="ignore"):
         log_var = np.where(usable, np.log10(layers.var), np.nan)
-    median = segment_median(log_var, layers.offsets)
+    median = layer_median(log_var, layers.offsets)
     distance = np.abs(log_var - median[layers.ids])
     outlier = usable & (distance > data.thresholds["outlier-decades"])
     for layer, channels in layers.flagged(outlier):

@@ -32,7 +32,7 @@ import numpy as np
 
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, channel_list, channel_word, define_rule, num
-from bnstat.rules.bn001_non_finite import FIELD_NAMES, QUANTITIES
+from bnstat.rules.facts import FIELD_NAMES, QUANTITIES
 
 
 def _as_half(values: np.ndarray) -> np.ndarray:

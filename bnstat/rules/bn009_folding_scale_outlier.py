@@ -28,9 +28,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bnstat.layer_arrays import layer_median
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
-from bnstat.segments import segment_median
 
 PARAMS = (Param("fold-ratio", 100.0, "largest over median folded scale that is still safe"),)
 
@@ -40,7 +40,7 @@ def check(data: RuleInput) -> Iterator[Hit]:
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.abs(layers.weight) / np.sqrt(layers.var + layers.eps[layers.ids])
     scale = np.where(np.isfinite(scale), scale, np.nan)
-    median = segment_median(scale, layers.offsets)
+    median = layer_median(scale, layers.offsets)
     with np.errstate(invalid="ignore"):
         outlier = scale > data.thresholds["fold-ratio"] * median[layers.ids]
     outlier &= (median > 0)[layers.ids]

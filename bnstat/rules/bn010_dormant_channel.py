@@ -33,7 +33,7 @@ import numpy as np
 from bnstat.readers.followers import Follower, FollowerKind
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, Param, RuleInput, channel_list, channel_word, define_rule, num
-from bnstat.rules.bn004_dead_channel import dead_channel_mask
+from bnstat.rules.facts import dead_channel_mask
 from bnstat.wording import bound, plural
 
 PARAMS = (Param("dormant-sigmas", 3.0, "standard deviations the bias pushes below zero"),)

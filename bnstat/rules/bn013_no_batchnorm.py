@@ -30,26 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
-
-from bnstat.readers.base import CheckpointFormat
 from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
-
-
-def statistics_folded(data: RuleInput) -> bool:
-    """An ONNX model whose every layer reads mean 0 and variance 1 beside trained scales.
-
-    ONNX stores no batch count, so nothing else tells these from reset statistics; in a
-    torch file, reset statistics beside trained weights are a defect (BN003).
-    """
-    layers = data.layers
-    return (
-        data.format is CheckpointFormat.ONNX
-        and layers.size > 0
-        and bool(np.all(layers.mean == 0) and np.all(layers.var == 1))
-        and bool(np.any(layers.weight != 1))
-    )
+from bnstat.rules.facts import statistics_folded
 
 
 def check(data: RuleInput) -> Iterator[Hit]:

@@ -1,7 +1,7 @@
 """With --data: run the model on the data once and join what each layer received to the
 checkpoint's layers, for the rules and the reports.
 
-The data pass (`recalibrate.diagnosis`, which needs torch) names layers as the model does
+The data pass (`execution.measure`, which needs torch) names layers as the model does
 and lists them in execution order; the checkpoint's layers come from its state dict. Each
 measured layer is matched by name, compared with the statistics stored for it
 (`data_fit.fit`), and the result goes to the rules (`DataFacts`, for BN014) and to the
@@ -10,21 +10,41 @@ reports (`LayerData` per layer, `DataRun` per checkpoint).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bnstat.data_fit import ChannelFit, fit, layer_data
+from bnstat.layer_batch import LayerBatch
 from bnstat.readers.base import RawCheckpoint
 from bnstat.report.inspection import DataRun, LayerReport
 from bnstat.rules.base import DataFacts
-from bnstat.stages.read_layers import LayerBatch
 
 if TYPE_CHECKING:
-    from bnstat.recalibrate.diagnosis import DataRequest, Diagnosis
-    from bnstat.recalibrate.passes import Progress
+    from bnstat.execution.loop import Progress
+    from bnstat.execution.measure import Measurement
+    from bnstat.execution.model_options import RunRequest
 
 SHOWN_OPTIONS = ("image_size", "resize", "mean", "std", "channels", "max_samples", "batch_size")
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """The model run on data, and its options as the command line gave them (a finding's
+    fix names the `recalibrate` command that repairs what the data showed)."""
+
+    run: RunRequest
+    arguments: tuple[str, ...] = ()
+
+    def recalibrate_command(self, checkpoint: str, source: str | None) -> str:
+        """The `bnstat recalibrate` command line that fixes the statistics on this data."""
+        path = Path(checkpoint)
+        output = path.with_name(f"{path.stem}.recalibrated{path.suffix}")
+        chosen = ("--source", source) if source and "--source" not in self.arguments else ()
+        words = ["bnstat", "recalibrate", checkpoint, "--data", str(self.run.data)]
+        return shlex.join([*words, "--output", str(output), *chosen, *self.arguments])
 
 
 @dataclass(frozen=True)
@@ -56,33 +76,37 @@ def diagnose_model(
     on_data: OnData,
 ) -> Diagnosed:
     """Run the file's model `source` on the data and join the result to its layers."""
-    from bnstat.recalibrate.diagnosis import diagnose
+    from bnstat.execution.measure import measure_on_data
 
     request = on_data.request
-    diagnosis = diagnose(raw, source, request, on_data.progress)
+    measurement = measure_on_data(raw, source, request.run, on_data.progress)
     command = request.recalibrate_command(str(raw.path), source if on_data.several else None)
-    facts = data_facts(batch, diagnosis, thresholds, command)
+    facts = data_facts(batch, measurement, thresholds, command)
     return Diagnosed(
         facts,
-        with_layer_data(layers, batch, facts, diagnosis.samples),
-        data_run(str(request.folder), diagnosis),
+        with_layer_data(layers, batch, facts, measurement.samples),
+        data_run(str(request.run.data), measurement),
     )
 
 
 def data_facts(
-    batch: LayerBatch, diagnosis: Diagnosis, thresholds: Mapping[str, float], command: str
+    batch: LayerBatch, measurement: Measurement, thresholds: Mapping[str, float], command: str
 ) -> DataFacts:
     """How each measured layer's stored statistics fit the data, by layer index."""
     index = {name: i for i, name in enumerate(batch.names)}
     fits: dict[int, ChannelFit] = {}
-    for name in diagnosis.order:
+    for name in measurement.order:
         if name in index:
             i = index[name]
             stored_mean, stored_var = batch.of_layer(batch.mean, i), batch.of_layer(batch.var, i)
             fits[i] = fit(
-                diagnosis.measured[name], stored_mean, stored_var, diagnosis.eps[name], thresholds
+                measurement.measured[name],
+                stored_mean,
+                stored_var,
+                measurement.eps[name],
+                thresholds,
             )
-    order = tuple(index[name] for name in diagnosis.order if name in index)
+    order = tuple(index[name] for name in measurement.order if name in index)
     return DataFacts(fits, order, command)
 
 
@@ -103,7 +127,7 @@ def with_layer_data(
     ]
 
 
-def data_run(folder: str, diagnosis: Diagnosis) -> DataRun:
-    options = diagnosis.options
+def data_run(folder: str, measurement: Measurement) -> DataRun:
+    options = measurement.options
     shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
-    return DataRun(folder, diagnosis.samples, diagnosis.origin, shown, diagnosis.input)
+    return DataRun(folder, measurement.samples, measurement.origin, shown, measurement.input)

@@ -8,57 +8,14 @@ widens every dtype to float64 so that no statistic is computed in float16 or bfl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Sequence
 
 import numpy as np
 
 from bnstat.bulk_read import destinations, read_flat
-from bnstat.readers.followers import Follower
-from bnstat.segments import runs_by_segment, segment_ids
+from bnstat.layer_batch import LayerBatch
 from bnstat.stages.find_layers import LayerRefs
 from bnstat.tensor_ref import TensorRef
-
-
-@dataclass(frozen=True, eq=False)
-class LayerBatch:
-    """Segmented per-channel arrays (see `bnstat.segments`) plus per-layer facts.
-
-    Non-affine layers have weight 1 and bias 0 in the arrays (what they compute) and
-    `affine` False; `count` is `num_batches_tracked`, NaN where the file has none.
-    """
-
-    names: tuple[str, ...]
-    offsets: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    weight: np.ndarray
-    bias: np.ndarray
-    affine: np.ndarray
-    count: np.ndarray
-    eps: np.ndarray
-    eps_from_file: np.ndarray
-    dtypes: tuple[str, ...]
-    kinds: tuple[str | None, ...]
-    followers: tuple[Follower | None, ...]  # what reads each layer's output, when known
-
-    @property
-    def size(self) -> int:
-        return len(self.names)
-
-    @cached_property
-    def ids(self) -> np.ndarray:
-        """Layer index of every channel."""
-        return segment_ids(self.offsets)
-
-    def of_layer(self, values: np.ndarray, layer: int) -> np.ndarray:
-        """The slice of a channel array that belongs to one layer."""
-        return values[self.offsets[layer] : self.offsets[layer + 1]]
-
-    def flagged(self, mask: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(layer, channel indices within it) for every layer where `mask` is set."""
-        return runs_by_segment(mask, self.offsets)
 
 
 def _gathered(refs: Sequence[TensorRef | None], channels: np.ndarray, fill: float) -> np.ndarray:

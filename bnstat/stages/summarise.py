@@ -1,7 +1,7 @@
 """Summarise every layer's statistics: min, max, mean, std, percentiles and non-finite
 counts of running_mean, running_var, weight and bias, for all layers at once.
 
-Statistics are over the finite values, in float64 (`bnstat.segments` computes them per
+Statistics are over the finite values, in float64 (`bnstat.layer_arrays` computes them per
 layer with a few numpy calls whatever the number of layers); a quantity without a finite
 value has None for each statistic.
 """
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnstat.layer_arrays import LayerStats, layer_stats
+from bnstat.layer_batch import LayerBatch
 from bnstat.report.inspection import ChannelValues, Distribution, LayerReport
-from bnstat.segments import SegmentStats, segment_stats
-from bnstat.stages.read_layers import LayerBatch
 
 
 def layer_reports(batch: LayerBatch) -> list[LayerReport]:
     """Per-layer summaries, computed for all layers at once."""
     negative = np.bincount(batch.ids, weights=batch.var < 0, minlength=batch.size).astype(int)
     mean, var, weight, bias = (
-        _distributions(segment_stats(values, batch.offsets), negatives)
+        _distributions(layer_stats(values, batch.offsets), negatives)
         for values, negatives in (
             (batch.mean, None), (batch.var, negative), (batch.weight, None), (batch.bias, None)
         )
@@ -51,8 +51,8 @@ def layer_reports(batch: LayerBatch) -> list[LayerReport]:
     ]
 
 
-def _distributions(stats: SegmentStats, negative: np.ndarray | None) -> list[Distribution]:
-    """One `Distribution` per segment; statistics without a finite value become None."""
+def _distributions(stats: LayerStats, negative: np.ndarray | None) -> list[Distribution]:
+    """One `Distribution` per layer; statistics without a finite value become None."""
     columns = [stats.min, stats.max, stats.mean, stats.std, *stats.quantiles.values()]
     rows = np.column_stack(columns).tolist()
     nonfinite = stats.nonfinite.tolist()

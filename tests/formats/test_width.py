@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from zoo import REPO, SAMPLES
 
 from bnstat.cli import app
-from bnstat.formats.fit import Column, fit
+from bnstat.formats.columns import Column, column_widths
 from bnstat.formats.names import abbreviate, distinguishing_width
 
 WIDTHS = (80, 100, 160)
@@ -244,5 +244,9 @@ def test_long_titles_take_two_lines_each_before_one_takes_one():
         Column("mean shift (std)", ["1.79"], drop=2),
         Column("eval mismatch after", ["5.9e-08"], drop=3),
     ]
-    assert fit(columns, 18 + 2 + 10 + 2 + 13)[1] == [18, 10, 13]  # "mean shift", "eval mismatch"
-    assert fit(columns, 18 + 2 + 16 + 2 + 19)[1] == [18, 16, 19]  # everything on one line
+    assert column_widths(columns, 18 + 2 + 10 + 2 + 13)[1] == [
+        18,
+        10,
+        13,
+    ]  # "mean shift", "eval mismatch"
+    assert column_widths(columns, 18 + 2 + 16 + 2 + 19)[1] == [18, 16, 19]  # everything on one line

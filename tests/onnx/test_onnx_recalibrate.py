@@ -190,7 +190,7 @@ def test_a_static_batch_runs_whole_batches_only(cli, tmp_path):
     ("model", "extra", "message"),
     [
         ("digits_folded.onnx", (), "no BatchNormalization nodes"),
-        ("digits.onnx", ("--method", "train-average"), "--method exact"),
+        ("digits.onnx", ("--method", "train-average"), "no training mode: use the exact method"),
         ("digits.onnx", ("--arch", "x.py:f"), "an ONNX model runs as it is"),
         ("digits.onnx", ("--output", "out.safetensors"), "bnstat writes .onnx"),
     ],

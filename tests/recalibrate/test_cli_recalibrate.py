@@ -216,6 +216,12 @@ def test_unreadable_images_are_skipped_and_named(cli, tmp_path):
         ("digits", ("--method", "median"), "--method"),
         ("digits", ("--device", "cuda:7"), "--device"),
         ("digits", ("--device", "tpu"), "--device"),
+        ("digits", ("--max-samples", "0"), "error: --max-samples must be at least 1\n"),
+        ("digits", ("--std", "0"), "error: --std must not contain 0\n"),
+        ("digits", ("--mean", "0.5,0.5"), "error: --mean needs 1 value\n"),
+        ("digits", ("--sweeps", "0"), "error: --sweeps must be at least 1\n"),
+        ("digits", ("--passes", "0"), "error: --sweeps must be at least 1\n"),
+        ("digits", ("--source", "ema"), "error: --source 'ema': no such model"),
     ],
 )
 def test_bad_input_is_a_clean_error(cli, tmp_path, monkeypatch, setup, extra, needle):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,15 +11,16 @@ from digits_support import InMemory, consistency_violations, digits_model, eval_
 from torch import nn
 
 from bnstat.errors import ModelError
+from bnstat.execution.model import Model
+from bnstat.execution.runtimes.eager.runtime import eager_model
+from bnstat.execution.runtimes.torchscript.runtime import script_model
 from bnstat.recalibrate.estimator import Method, estimate
-from bnstat.recalibrate.runtimes.eager.runtime import EagerRuntime
-from bnstat.recalibrate.runtimes.torchscript.runtime import ScriptRuntime
 
 CPU = torch.device("cpu")
 
 
-def eager(model: nn.Module) -> EagerRuntime:
-    return EagerRuntime(model, CPU, "arch")
+def eager(model: nn.Module) -> Model:
+    return eager_model(model, CPU, "arch")
 
 
 def test_exact_method_is_eval_consistent_and_train_average_is_not(digits):
@@ -86,7 +88,7 @@ def test_torchscript_gives_the_same_statistics_as_eager(digits, kind):
         else torch.jit.trace(copy.deepcopy(model), digits[:4])
     )
     estimate(eager(model), InMemory(digits, 32))
-    result = estimate(ScriptRuntime(compiled, CPU), InMemory(digits, 32))
+    result = estimate(script_model(compiled, CPU), InMemory(digits, 32))
     assert result.strategy.startswith("segmented")
     order = ["stem.bn", "block1.bn1", "block1.bn2", "block2.bn1", "block2.bn2"]
     assert [layer.name for layer in result.layers] == [*order, "block2.shortcut.bn", "fc_bn"]
@@ -99,7 +101,7 @@ def test_torchscript_gives_the_same_statistics_as_eager(digits, kind):
 def test_traced_module_refuses_the_train_mode_average(digits):
     traced = torch.jit.trace(digits_model(), digits[:4])
     with pytest.raises(ModelError, match="traced"):
-        estimate(ScriptRuntime(traced, CPU), InMemory(digits, 32), Method.TRAIN_AVERAGE)
+        estimate(script_model(traced, CPU), InMemory(digits, 32), Method.TRAIN_AVERAGE)
 
 
 def test_layers_are_swept_in_execution_order_not_registration_order():
@@ -115,7 +117,7 @@ def test_layers_are_swept_in_execution_order_not_registration_order():
 
     torch.manual_seed(0)
     data = torch.randn(64, 4) * 3 + 1
-    for runtime in (eager(Reversed()), ScriptRuntime(torch.jit.script(Reversed()), CPU)):
+    for runtime in (eager(Reversed()), script_model(torch.jit.script(Reversed()), CPU)):
         result = estimate(runtime, InMemory(data, 8))
         assert [layer.name for layer in result.layers] == ["early", "late"]
         assert max(result.consistency.values()) < 1e-6
@@ -136,11 +138,11 @@ class Failing(InMemory):
         super().__init__(values, batch_size)
         self.calls = 0
 
-    def batches(self, merge_singleton: bool = False, progress=None):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[torch.Tensor]:
         self.calls += 1
         if self.calls == 3:
             raise OSError("disk went away")
-        return super().batches()
+        return super().__iter__()
 
 
 def test_statistics_are_restored_when_the_run_fails(digits):
@@ -193,8 +195,8 @@ def test_layer_called_on_its_own_output_falls_back_and_is_refined_by_more_passes
 def test_the_eps_of_a_traced_module_comes_from_its_graph(digits):
     model = digits_model()
     model.block1.bn2.eps = 1e-3
-    runtime = ScriptRuntime(torch.jit.trace(model, digits[:4]), CPU)
-    eps = {layer.name: layer.eps for layer in runtime.layers}
+    runtime = script_model(torch.jit.trace(model, digits[:4]), CPU)
+    eps = {layer.name: layer.eps for layer in runtime.runner.layers}
     assert eps["block1.bn2"] == pytest.approx(1e-3) and eps["stem.bn"] == pytest.approx(1e-5)
 
 
@@ -202,7 +204,7 @@ def test_a_scripted_module_gets_the_same_train_average_through_its_probe(digits)
     eager_model = digits_model("stats_reset.safetensors")
     scripted = torch.jit.script(copy.deepcopy(eager_model))
     estimate(eager(eager_model), InMemory(digits, 32), Method.TRAIN_AVERAGE, verify=False)
-    estimate(ScriptRuntime(scripted, CPU), InMemory(digits, 32), Method.TRAIN_AVERAGE, verify=False)
+    estimate(script_model(scripted, CPU), InMemory(digits, 32), Method.TRAIN_AVERAGE, verify=False)
     for name, value in eager_model.state_dict().items():
         if "running" in name:
             torch.testing.assert_close(scripted.state_dict()[name], value, rtol=1e-5, atol=1e-7)

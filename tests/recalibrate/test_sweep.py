@@ -18,10 +18,10 @@ from sweep_models import (
 )
 from torch import nn
 
+from bnstat.execution.runtimes.eager.runtime import eager_model
+from bnstat.execution.runtimes.exported.runtime import exported_model
+from bnstat.execution.runtimes.torchscript.runtime import script_model
 from bnstat.recalibrate.estimator import estimate
-from bnstat.recalibrate.runtimes.eager.runtime import EagerRuntime
-from bnstat.recalibrate.runtimes.exported.runtime import ExportedRuntime
-from bnstat.recalibrate.runtimes.torchscript.runtime import ScriptRuntime
 
 CPU = torch.device("cpu")
 
@@ -41,7 +41,7 @@ def both_sweeps(model: nn.Module, data: torch.Tensor, key: str | None = None):  
     results = []
     for segment in (True, False):
         copy_ = copy.deepcopy(model)
-        runtime = EagerRuntime(copy_, CPU, "arch", input_key=key)
+        runtime = eager_model(copy_, CPU, "arch", input_key=key)
         result = estimate(runtime, InMemory(data, 16), segment=segment)
         results.append((copy_, result))
     return results
@@ -86,7 +86,7 @@ def test_a_forward_that_takes_a_dict(tmp_path):
 def test_torch_export_takes_over_where_fx_cannot_trace():
     data = images()
     model = with_reset_statistics(ShapeLoop())
-    result = estimate(EagerRuntime(model, CPU, "arch"), InMemory(data, 16))
+    result = estimate(eager_model(model, CPU, "arch"), InMemory(data, 16))
     assert "torch.export graph" in result.strategy
     assert consistency_violations(model, data) == []
 
@@ -94,7 +94,7 @@ def test_torch_export_takes_over_where_fx_cannot_trace():
 def test_a_model_no_capture_handles_falls_back_and_says_so(capfd):
     data = images()
     model = with_reset_statistics(DataDependent())
-    result = estimate(EagerRuntime(model, CPU, "arch"), InMemory(data, 16))
+    result = estimate(eager_model(model, CPU, "arch"), InMemory(data, 16))
     assert capfd.readouterr().err == ""  # the failed captures' logs stay out of the way
     assert result.strategy.startswith("by front: 2 passes")  # the two branches share a front
     assert "torch.fx cannot trace it" in result.strategy and "torch.export" in result.strategy
@@ -111,11 +111,11 @@ def test_programs_and_scripted_models_are_segmented_too():
         (data[:4],),
         dynamic_shapes=({0: torch.export.Dim("batch", min=2)},),
     ).module()
-    estimate(EagerRuntime(reference, CPU, "arch"), InMemory(data, 16))
+    estimate(eager_model(reference, CPU, "arch"), InMemory(data, 16))
     for runtime, module in (
-        (ScriptRuntime(scripted, CPU), scripted),
-        (ScriptRuntime(traced, CPU), traced),
-        (ExportedRuntime(program, CPU), program),
+        (script_model(scripted, CPU), scripted),
+        (script_model(traced, CPU), traced),
+        (exported_model(program, CPU), program),
     ):
         result = estimate(runtime, InMemory(data, 16))
         assert result.strategy.startswith("segmented"), result.strategy
@@ -135,6 +135,6 @@ class NoGradients(DataDependent):
 def test_without_any_graph_every_layer_is_its_own_front():
     data = images()
     model = with_reset_statistics(NoGradients())
-    result = estimate(EagerRuntime(model, CPU, "arch"), InMemory(data, 16))
+    result = estimate(eager_model(model, CPU, "arch"), InMemory(data, 16))
     assert result.strategy.startswith("by front: 3 passes")
     assert consistency_violations(model, data) == []

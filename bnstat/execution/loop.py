@@ -1,0 +1,127 @@
+"""The one loop over calibration batches: skipping, merging, progress, timing and the
+model's errors.
+
+A data source is any iterable of batches (the image-folder loader, a list, a user's
+`DataLoader`); every estimator runs its passes through a `DataLoop` over it: a pass over
+the data (feeding the model, or the first segment of a segmented sweep) or over the
+batches already in the activation cache (the later segments). What every pass needs is
+done here once, not by each source: batches of a size the model cannot run are skipped
+and counted, a final one-sample batch is folded into the one before where training-mode
+BatchNorm needs two, progress is reported, and the model's own failures (a wrong input
+shape, an exception in user code) become one `ModelError` naming the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import torch
+
+from bnstat.errors import BnstatError, ModelError
+from bnstat.report.recalibration import PassRecord
+
+Result = TypeVar("Result")
+
+
+class Progress(Protocol):
+    def start(self, label: str) -> None: ...
+    def advance(self, samples: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Silent:
+    def start(self, label: str) -> None:
+        pass
+
+    def advance(self, samples: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
+
+
+@dataclass
+class DataLoop:
+    """Runs passes over `data`; `exact_batch` set: batches of any other size are skipped."""
+
+    data: Iterable[torch.Tensor]
+    progress: Progress = field(default_factory=Silent)
+    exact_batch: int | None = None
+
+    def data_bytes(self) -> int:
+        """Bytes of decoded data the source keeps in memory between passes."""
+        return int(getattr(self.data, "held_bytes", 0))
+
+    def first_batch(self) -> torch.Tensor:
+        for batch in self.data:
+            if self.exact_batch is None or len(batch) == self.exact_batch:
+                return batch
+        raise ModelError("the calibration data yielded no batches")
+
+    def over_data(
+        self, label: str, step: Callable[[int, torch.Tensor], None], merge_singleton: bool = False
+    ) -> PassRecord:
+        """`step(index, batch)` for every batch the model can run; a record of the pass."""
+        start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
+        self.progress.start(label)
+        try:
+            data = merge_last_singleton(self.data) if merge_singleton else self.data
+            for batch in data:
+                if self.exact_batch is not None and len(batch) != self.exact_batch:
+                    skipped += len(batch)
+                    continue
+                _guarded(step, batches, batch, f"a batch of shape {tuple(batch.shape)}")
+                samples, batches = samples + len(batch), batches + 1
+                self.progress.advance(len(batch))
+        finally:
+            self.progress.finish()
+        if batches == 0:
+            raise ModelError("the calibration data yielded no batches")
+        return PassRecord(label, time.perf_counter() - start, samples, batches, skipped)
+
+    def over_cache(self, label: str, sizes: list[int], step: Callable[[int], None]) -> None:
+        """`step(index)` for every cached batch; `sizes` are their sample counts."""
+        self.progress.start(label)
+        try:
+            for index, size in enumerate(sizes):
+                _guarded(step, index, None, f"batch {index + 1} ({size} samples)")
+                self.progress.advance(size)
+        finally:
+            self.progress.finish()
+
+
+def _guarded(step: Callable[..., None], index: int, batch: torch.Tensor | None, what: str) -> None:
+    """`step(index[, batch])`, with the model's own failures turned into a ModelError."""
+    model_call(lambda: step(index) if batch is None else step(index, batch), what)
+
+
+def model_call(action: Callable[[], Result], what: str) -> Result:
+    """`action()`, a call into the model; its own failures become one clear ModelError
+    saying what it was given (`what`: "a batch of shape (32, 3, 8, 8)", say)."""
+    try:
+        return action()
+    except (BnstatError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # the model's own code rejected the input
+        raise ModelError(
+            f"the model failed on {what}: {type(err).__name__}: {_first_line(err)}"
+        ) from err
+
+
+def merge_last_singleton(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Fold a final batch of one sample into the batch before it, when there is one."""
+    held: list[torch.Tensor] = []
+    for batch in batches:
+        held.append(batch)
+        if len(held) == 3:
+            yield held.pop(0)
+    if len(held) == 2 and len(held[1]) == 1:
+        held = [torch.cat(held)]
+    yield from held

@@ -1,0 +1,118 @@
+"""What BatchNorm layers receive: their input moments over a pass, and a model run on data.
+
+`LayerSums` adds up, channel by channel in float64 (`moments.ChannelMoments`), the inputs
+of some layers over every batch of a pass; `measure` fills it from one probe pass in the
+model's current state. The exact sweep measures each front this way (or through its
+segments), the verification pass every layer at once.
+
+`measure_on_data` is the data diagnosis behind `inspect`/`check --data`: the model is
+built as `recalibrate` builds it (the same runtimes, from the same options), the data is
+loaded as `recalibrate` loads it, and one pass in eval mode measures every layer's input
+with the statistics stored in the file. Nothing is changed or written: the stored
+statistics are what is being tested (`data_fit` and rule BN014 judge them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from bnstat.data_fit import Measured
+from bnstat.execution.data import DataOptions, FolderData
+from bnstat.execution.loop import DataLoop, Progress, Silent
+from bnstat.execution.model import Layer, ModelRunner, StatisticsStore, fitted_options
+from bnstat.execution.model_options import RunRequest
+from bnstat.execution.moments import ChannelMoments, Moments
+from bnstat.execution.runtimes import RUN_AS_THEY_ARE, open_model
+from bnstat.readers.base import RawCheckpoint
+from bnstat.report.recalibration import PassRecord
+
+
+class LayerSums:
+    """Input moments of some layers, channel by channel, over every batch of a pass."""
+
+    def __init__(self, layers: Sequence[Layer], names: Iterable[str], device: torch.device) -> None:
+        channels = {layer.name: layer.channels for layer in layers}
+        self.moments = {name: ChannelMoments(channels[name], device) for name in names}
+
+    def add(self, found: Iterable[tuple[str, torch.Tensor]]) -> None:
+        for name, values in found:
+            self.moments[name].update(values)
+
+    def compute(self) -> dict[str, Moments]:
+        """Mean and unbiased variance per layer, over every process of a distributed run."""
+        for moments in self.moments.values():
+            moments.synchronize()
+        return {name: moments.compute() for name, moments in self.moments.items()}
+
+    def set_statistics(self, store: StatisticsStore, batches: int) -> None:
+        """Every layer normalises with its sums from now on."""
+        for name, result in self.compute().items():
+            result.require_variance(name)
+            result.require_finite(name)
+            store.set(name, result, batches)
+
+
+def measure(
+    runner: ModelRunner, names: Sequence[str], loop: DataLoop, label: str
+) -> tuple[LayerSums, PassRecord]:
+    """Input moments of the layers `names` from one probe pass in the model's current state."""
+    sums = LayerSums(runner.layers, names, runner.accumulate_on)
+    probe = runner.probe(names)
+    try:
+        record = loop.over_data(
+            label, lambda _index, batch: sums.add(probe.run(runner.model_input(batch)))
+        )
+    finally:
+        probe.close()
+    return sums, record
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Per layer (by name): its measured input and eps; the layers in execution order."""
+
+    measured: dict[str, Measured]
+    eps: dict[str, float]
+    order: tuple[str, ...]
+    samples: int
+    origin: str  # where the model came from
+    options: DataOptions  # the data options in effect (channels, batch size, ...)
+    input: str  # what the model was fed, in words
+
+
+def measure_on_data(
+    raw: RawCheckpoint, source: str | None, request: RunRequest, progress: Progress | None = None
+) -> Measurement:
+    """Run the model in `raw` (its model `source`) on the data once; see the module doc."""
+    spec = request.model.spec
+    spec = replace(spec, source=source if source is not None else spec.source)
+    if raw.format in RUN_AS_THEY_ARE:  # a folder may mix them with state dicts for --arch
+        spec = replace(spec, arch=None, arch_kwargs={})
+    model = open_model(raw, replace(request.model, spec=spec))
+    runner = model.runner
+    options = fitted_options(runner.takes, request.options, request.channels)
+    data = FolderData(request.data, options)
+    loop = DataLoop(data, progress or Silent(), runner.takes.exact_batch)
+    with runner.evaluating():
+        runner.prepare(loop.first_batch())
+        names = [layer.name for layer in runner.layers]
+        sums, record = measure(runner, names, loop, "measure")
+        moments = sums.compute()
+    for name, result in moments.items():
+        result.require_variance(name)
+    measured = {
+        name: Measured(result.mean.numpy(), result.var.numpy(), record.samples)
+        for name, result in moments.items()
+    }
+    return Measurement(
+        measured=measured,
+        eps={layer.name: layer.eps for layer in runner.layers},
+        order=tuple(names),
+        samples=record.samples,
+        origin=runner.origin.kind,
+        options=options,
+        input=data.describe(),
+    )
