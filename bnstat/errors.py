@@ -8,6 +8,7 @@ exits. Any other exception is a bug, described by `internal_error`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn
 
 
@@ -35,22 +36,32 @@ class UsageError(BnstatError):
     """The command was misused (conflicting or invalid options)."""
 
 
-class ArgumentError(UsageError, ValueError):
-    """One argument has a value it cannot take.
+class NamesArguments(UsageError):
+    """An error whose message names arguments of the library's calls.
 
-    The library speaks of the argument by its Python name (`max_samples must be at least
-    1`); the CLI, which knows the flag the value came from, says it with the flag
-    (`--max-samples must be at least 1`) through `said_as`.
+    The library speaks of an argument by its Python name (`max_samples must be at least
+    1`); the CLI, which knows the flag a value came from, names it by its flag
+    (`--max-samples must be at least 1`) through `named`.
     """
 
+    def named(self, name: Callable[[str], str]) -> str:
+        """The message, each argument called what `name` makes of it."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.named(lambda argument: argument)
+
+
+class ArgumentError(NamesArguments, ValueError):
+    """One argument has a value it cannot take."""
+
     def __init__(self, argument: str, problem: str) -> None:
-        super().__init__(f"{argument} {problem}")
+        super().__init__(argument, problem)
         self.argument = argument
         self.problem = problem
 
-    def said_as(self, name: str) -> str:
-        """The message with the argument called `name` (a flag, say)."""
-        return f"{name} {self.problem}"
+    def named(self, name: Callable[[str], str]) -> str:
+        return f"{name(self.argument)} {self.problem}"
 
 
 class DataError(BnstatError):

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from bnstat.cli import terminal
 from bnstat.cli.usage import CLICK_ERROR, USAGE_ERROR, BnstatCommand, one_line, usage_line
-from bnstat.errors import ArgumentError, BnstatError, internal_error
+from bnstat.errors import BnstatError, NamesArguments, internal_error
 from bnstat.formats.display import Display
 from bnstat.report.verdict import Result, Verdict
 from bnstat.termination import Terminated
@@ -57,8 +57,8 @@ def _stopped(err: BaseException, debug: bool) -> int:
 
 def _message(err: BnstatError) -> str:
     """The error's one line, an argument named by the flag that gives it."""
-    if isinstance(err, ArgumentError):
-        return err.said_as(flag(err.argument))
+    if isinstance(err, NamesArguments):
+        return err.named(flag)
     return str(err)
 
 

@@ -73,9 +73,10 @@ WorkersOpt = Annotated[
     int | None, option("Image decoding processes [default: min(4, CPUs)].", metavar="N")
 ]
 CacheOpt = Annotated[
-    int,
+    int | None,
     option(
-        "Memory for decoded data and cached activations; beyond it they go to disk.",
+        "Memory for decoded data and cached activations; beyond it they go to disk "
+        "[default: half of the memory available].",
         metavar="MB",
         minimum=0,
     ),
@@ -141,7 +142,7 @@ class DataFlags:
     seed: SeedOpt = 0
     batch_size: BatchSizeOpt = 32
     workers: WorkersOpt = None
-    cache_mb: CacheOpt = 2048
+    cache_mb: CacheOpt = None
 
     def options(self) -> DataOptions:
         from bnstat.execution.data import DataOptions, parse_floats, parse_image_size
@@ -155,7 +156,7 @@ class DataFlags:
             seed=self.seed,
             batch_size=self.batch_size,
             workers=min(4, os.cpu_count() or 1) if self.workers is None else self.workers,
-            cache_bytes=self.cache_mb * 2**20,
+            cache_bytes=None if self.cache_mb is None else self.cache_mb * 2**20,
         )
 
     @property

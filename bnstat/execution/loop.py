@@ -27,13 +27,21 @@ Result = TypeVar("Result")
 
 
 class Progress(Protocol):
-    def start(self, label: str) -> None: ...
+    def start(self, label: str, total: int | None = None) -> None:
+        """A pass begins over `total` samples (None: not known)."""
+
     def advance(self, samples: int) -> None: ...
     def finish(self) -> None: ...
 
+    def note(self, text: str) -> None:
+        """A line worth showing before a long run (the plan of its cache, say)."""
+
 
 class Silent:
-    def start(self, label: str) -> None:
+    def start(self, label: str, total: int | None = None) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
     def advance(self, samples: int) -> None:
@@ -54,10 +62,22 @@ class DataLoop:
     data: Iterable[torch.Tensor]
     progress: Progress = field(default_factory=Silent)
     exact_batch: int | None = None
+    total: int | None = None  # samples in a pass, once known (for progress)
 
     def data_bytes(self) -> int:
         """Bytes of decoded data the source keeps in memory between passes."""
         return int(getattr(self.data, "held_bytes", 0))
+
+    def expected_samples(self, first: torch.Tensor) -> int | None:
+        """How many samples a pass will see: what the source says (`samples`), else its
+        length in batches times the first batch's size; None where neither is known."""
+        said = getattr(self.data, "samples", None)
+        if isinstance(said, int):
+            return said
+        try:
+            return len(self.data) * len(first)  # type: ignore[arg-type]
+        except TypeError:
+            return None
 
     def first_batch(self) -> torch.Tensor:
         for batch in self.data:
@@ -70,7 +90,7 @@ class DataLoop:
     ) -> PassRecord:
         """`step(index, batch)` for every batch the model can run; a record of the pass."""
         start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
-        self.progress.start(label)
+        self.progress.start(label, self.total)
         try:
             data = merge_last_singleton(self.data) if merge_singleton else self.data
             for batch in data:
@@ -84,11 +104,12 @@ class DataLoop:
             self.progress.finish()
         if batches == 0:
             raise ModelError("the calibration data yielded no batches")
+        self.total = samples + skipped
         return PassRecord(label, time.perf_counter() - start, samples, batches, skipped)
 
     def over_cache(self, label: str, sizes: list[int], step: Callable[[int], None]) -> None:
         """`step(index)` for every cached batch; `sizes` are their sample counts."""
-        self.progress.start(label)
+        self.progress.start(label, sum(sizes))
         try:
             for index, size in enumerate(sizes):
                 _guarded(step, index, None, f"batch {index + 1} ({size} samples)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 
@@ -55,16 +56,33 @@ class LayerSums:
             store.set(name, result, batches)
 
 
+class Observer(Protocol):
+    """Told of every batch of a measuring pass and of what was measured on it."""
+
+    def keep(self, index: int, batch: torch.Tensor) -> None: ...
+    def saw(self, index: int, found: Sequence[tuple[str, torch.Tensor]]) -> None: ...
+
+
 def measure(
-    runner: ModelRunner, names: Sequence[str], loop: DataLoop, label: str
+    runner: ModelRunner,
+    names: Sequence[str],
+    loop: DataLoop,
+    label: str,
+    observer: Observer | None = None,
 ) -> tuple[LayerSums, PassRecord]:
     """Input moments of the layers `names` from one probe pass in the model's current state."""
     sums = LayerSums(runner.layers, names, runner.accumulate_on)
     probe = runner.probe(names)
+
+    def step(index: int, batch: torch.Tensor) -> None:
+        found = list(probe.run(runner.model_input(batch)))
+        sums.add(found)
+        if observer is not None:
+            observer.keep(index, batch)
+            observer.saw(index, found)
+
     try:
-        record = loop.over_data(
-            label, lambda _index, batch: sums.add(probe.run(runner.model_input(batch)))
-        )
+        record = loop.over_data(label, step)
     finally:
         probe.close()
     return sums, record

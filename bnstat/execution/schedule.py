@@ -17,6 +17,13 @@ recomputes them. Ops that change a value in place keep their order against every
 reader of that value, and a value changed after it was cached is pinned in memory,
 where the change is seen by every later reader, as it would be in one forward pass.
 
+A cached value can instead be *recomputed*: every later segment that reads it runs again
+the ops that made it, from values that stay cached (`plan(ops, recompute=...)`). That
+trades compute for memory where memory or disk is short (`execution.planning` decides).
+A value can be recomputed when the ops that make it reach back to cached values only, not
+to the model input, and change nothing in place outside themselves; `Plan.cached` says
+which values can, from what, and at what cost in ops.
+
 A layer that is called again on values that depend on its own output has no front (its
 statistics would have to be known before they can be measured): such a graph is refused
 with `Unsegmentable`, and the caller falls back to sweeping with a probe per front.
@@ -60,10 +67,37 @@ class SegmentSpec:
 
 
 @dataclass(frozen=True)
+class Closure:
+    """What recomputing a value takes: ops (with those of the stage that made it), and the
+    cached values they read."""
+
+    ops: tuple[int, ...]
+    inputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CachedValue:
+    """A value one segment leaves for later ones: where it is made and read, and how it
+    could be recomputed instead (None: it cannot)."""
+
+    stage: int
+    reads: tuple[int, ...]  # the later segments that read it
+    closure: Closure | None
+
+
+@dataclass(frozen=True)
 class Plan:
     segments: tuple[SegmentSpec, ...]
     release: dict[int, tuple[int, ...]]  # after segment i: cached values no longer needed
     pinned: frozenset[int]  # cached values changed in place later: never spilled to disk
+    cached: dict[int, CachedValue]  # every value kept between segments, as planned
+    recomputed: frozenset[int] = frozenset()  # values recomputed where read, never cached
+    ops: tuple[Op, ...] = ()  # the graph it was made from
+
+
+def replan(plan_: Plan, recompute: frozenset[int]) -> Plan:
+    """The same plan with the values `recompute` remade where read."""
+    return plan(plan_.ops, recompute)
 
 
 class _Analysis:
@@ -182,8 +216,9 @@ def fronts(ops: Sequence[Op]) -> list[list[str]]:
     return [grouped[key] for key in sorted(grouped)]
 
 
-def plan(ops: Sequence[Op]) -> Plan:
-    """Segments, cache lifetimes and pinned values for a one-pass sweep of `ops`."""
+def plan(ops: Sequence[Op], recompute: frozenset[int] = frozenset()) -> Plan:
+    """Segments, cache lifetimes and pinned values for a one-pass sweep of `ops`; the
+    values in `recompute` (which `Plan.cached` says can be) are recomputed where read."""
     analysis = _Analysis(ops)
     if not analysis.calls:
         raise Unsegmentable("the graph has no BatchNorm calls")
@@ -206,21 +241,78 @@ def plan(ops: Sequence[Op]) -> Plan:
     by_stage: dict[int, list[int]] = defaultdict(list)
     for index in sorted(needed):
         by_stage[stage[index]].append(index)
-    segments = tuple(
-        _segment(analysis, by_stage[s], readers, s, measured[s])
-        for s in range(max(front.values()) + 1)
-    )
-    release: dict[int, list[int]] = defaultdict(list)
-    for spec in segments:
-        for value in spec.outputs:
-            release[max(readers[value])].append(value)
     pinned = {
         value
         for index in needed
         for value in analysis.ops[index].mutates
         if analysis.producer.get(value) in needed and stage[analysis.producer[value]] < stage[index]
     }
-    return Plan(segments, {s: tuple(v) for s, v in release.items()}, frozenset(pinned))
+    crossing = {
+        value
+        for value, stages in readers.items()
+        if analysis.producer.get(value) in needed
+        and any(s > stage[analysis.producer[value]] for s in stages)
+    }
+    cached = {
+        value: CachedValue(
+            stage[analysis.producer[value]],
+            tuple(sorted(s for s in readers[value] if s > stage[analysis.producer[value]])),
+            None if value in pinned else _closure(analysis, value, crossing),
+        )
+        for value in sorted(crossing)
+    }
+    refused = [value for value in recompute if value not in cached or not cached[value].closure]
+    if refused:
+        raise ValueError(f"values {sorted(refused)} cannot be recomputed")
+    segments = tuple(
+        _segment(analysis, by_stage[s], readers, s, measured[s], cached, recompute)
+        for s in range(max(front.values()) + 1)
+    )
+    last: dict[int, int] = {}  # the last segment that reads or makes each value
+    for spec in segments:
+        for value in (*spec.inputs, *spec.outputs):
+            last[value] = spec.index
+    released: dict[int, list[int]] = defaultdict(list)
+    for value, stage_index in sorted(last.items()):
+        if value not in recompute:
+            released[stage_index].append(value)
+    return Plan(
+        segments,
+        {s: tuple(v) for s, v in sorted(released.items())},
+        frozenset(pinned),
+        cached,
+        frozenset(recompute),
+        tuple(ops),
+    )
+
+
+def _closure(analysis: _Analysis, value: int, crossing: set[int]) -> Closure | None:
+    """The ops that remake `value` from other cached values, if they can (see the module
+    docstring): not from the model input, changing nothing in place but their own."""
+    ops: set[int] = set()
+    inputs: set[int] = set()
+    stack = [analysis.producer[value]]
+    while stack:
+        index = stack.pop()
+        if index in ops:
+            continue
+        op = analysis.ops[index]
+        if op.is_input:
+            return None
+        ops.add(index)
+        for read in op.inputs:
+            producer = analysis.producer.get(read)
+            if producer is None or producer not in analysis.data:
+                continue
+            if read in crossing:
+                inputs.add(read)
+            else:
+                stack.append(producer)
+        stack.extend(w for w in analysis.depends[index] if w in analysis.data)
+    made = {out for index in ops for out in analysis.ops[index].outputs}
+    if any(m not in made for index in ops for m in analysis.ops[index].mutates):
+        return None
+    return Closure(tuple(sorted(ops)), tuple(sorted(inputs)))
 
 
 def _segment(
@@ -229,20 +321,33 @@ def _segment(
     readers: dict[int, set[int]],
     index: int,
     measure: dict[str, tuple[int, ...]],
+    cached: dict[int, CachedValue],
+    recompute: frozenset[int],
 ) -> SegmentSpec:
     produced = [value for i in own for value in analysis.ops[i].outputs]
     measured = {value for values in measure.values() for value in values}
-    inputs = [
+    read = [
         value
         for i in own
         for value in analysis.ops[i].inputs
         if value not in produced and analysis.producer.get(value) in analysis.data
     ]
-    outputs = [v for v in produced if v in measured or any(s > index for s in readers[v])]
+    ops = set(own)
+    inputs = list(dict.fromkeys(read))
+    while remade := [value for value in inputs if value in recompute]:
+        for value in remade:
+            closure = cached[value].closure
+            assert closure is not None
+            ops |= set(closure.ops)
+            inputs = [v for v in inputs if v != value] + [
+                v for v in closure.inputs if v not in inputs
+            ]
+    kept = [v for v in produced if v in measured or any(s > index for s in readers[v])]
+    outputs = [v for v in kept if v in measured or v not in recompute]
     return SegmentSpec(
         index=index,
-        ops=tuple(sorted({*own, *_constants(analysis, own)})),
-        inputs=tuple(dict.fromkeys(inputs)),
+        ops=tuple(sorted({*ops, *_constants(analysis, list(ops))})),
+        inputs=tuple(inputs),
         outputs=tuple(outputs),
         measure=measure,
     )

@@ -7,7 +7,17 @@ from typing import Any
 
 from bnstat.formats.display import Display
 from bnstat.formats.text import finite_or_none
-from bnstat.report.recalibration import RecalibrationReport
+from bnstat.report.recalibration import PlanRecord, RecalibrationReport
+
+
+def _plan(plan: PlanRecord) -> dict[str, Any]:
+    """The cache's plan, as it was made before the first pass."""
+    fields = {name: getattr(plan, name) for name in PlanRecord.__dataclass_fields__}
+    return {
+        name: round(value, 4) if isinstance(value, float) else value
+        for name, value in fields.items()
+        if name != "description"
+    }
 
 
 def render_recalibration_json(report: RecalibrationReport, display: Display) -> str:
@@ -34,7 +44,9 @@ def render_recalibration_json(report: RecalibrationReport, display: Display) -> 
             "peak_bytes": report.cache.peak_bytes,
             "spilled_bytes": report.cache.spilled_bytes,
             "budget_bytes": report.cache.budget_bytes,
+            "read_bytes": report.cache.read_bytes,
         },
+        "plan": None if report.plan is None else _plan(report.plan),
         "seconds": round(report.seconds, 4),
         "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
         "passes": [

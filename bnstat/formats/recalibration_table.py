@@ -48,11 +48,13 @@ def _facts(report: RecalibrationReport) -> list[str]:
         f"model from {report.model}",
         f"input: {report.input}",
         report.strategy,
+        *([report.plan.description] if report.plan is not None else []),
         *([_cache_line(report.cache)] if report.cache is not None else []),
         f"{len(sweeps)} pass{'' if len(sweeps) == 1 else 'es'} over the data in "
         f"{sum(p.seconds for p in sweeps):.2f} s"
         + (
-            f" + verification {report.passes[-1].seconds:.2f} s"
+            f" + verification on {report.passes[-1].samples} samples in "
+            f"{report.passes[-1].seconds:.2f} s"
             if len(sweeps) < len(report.passes)
             else ""
         )
@@ -84,13 +86,14 @@ def _facts(report: RecalibrationReport) -> list[str]:
 
 
 def _cache_line(cache: CacheUse) -> str:
-    disk = (
-        f"{megabytes(cache.spilled_bytes)} written to disk" if cache.spilled_bytes else "in memory"
-    )
-    return (
-        f"activation cache: largest {megabytes(cache.peak_bytes)}, {disk} "
-        f"(--cache-mb {cache.budget_bytes // 2**20}, decoded data included)"
-    )
+    if cache.spilled_bytes:
+        disk = (
+            f"{megabytes(cache.spilled_bytes)} written to disk and "
+            f"{megabytes(cache.read_bytes)} read back"
+        )
+    else:
+        disk = "nothing written to disk"
+    return f"activation cache: largest {megabytes(cache.peak_bytes)} held, {disk}"
 
 
 def megabytes(size: int) -> str:

@@ -62,5 +62,6 @@ def recalibration_report(
         input_shape=data.sample_shape,
         strategy=estimate.strategy,
         cache=estimate.cache,
+        plan=estimate.plan,
         processes=processes,
     )

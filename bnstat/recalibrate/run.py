@@ -9,7 +9,7 @@ distributed run writes) and report what changed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bnstat.execution import distributed
@@ -17,6 +17,8 @@ from bnstat.execution.data import FolderData
 from bnstat.execution.loop import Progress
 from bnstat.execution.model import fitted_options
 from bnstat.execution.model_options import RunRequest
+from bnstat.execution.planning import Resources
+from bnstat.execution.resources import disk, memory_budget
 from bnstat.execution.runtimes import open_model
 from bnstat.recalibrate.estimator import Method, estimate
 from bnstat.recalibrate.reporting import recalibration_report
@@ -45,11 +47,12 @@ def recalibrate_file(request: Request, progress: Progress | None = None) -> Reca
         check_target(raw, request.output, request.in_place)
         run = request.run
         model = open_model(raw, run.model)
+        budget = memory_budget(run.options.cache_bytes)
         options = fitted_options(model.runner.takes, run.options, run.channels)
-        data = FolderData(run.data, options, rank, world_size)
+        data = FolderData(run.data, replace(options, cache_bytes=budget.bytes), rank, world_size)
         result = estimate(
             model, data, request.method, request.sweeps, request.verify, progress,
-            cache_bytes=options.cache_bytes,
+            resources=Resources(budget, disk()),
         )  # fmt: skip
         writes = distributed.is_writer()
         if writes:

@@ -29,7 +29,10 @@ from bnstat.execution.cache import ActivationCache
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.measure import LayerSums, measure
 from bnstat.execution.model import Model
+from bnstat.execution.planning import CachePlan
+from bnstat.execution.resources import release_freed_memory
 from bnstat.execution.schedule import Plan, SegmentSpec
+from bnstat.recalibrate.verification import Witness
 from bnstat.report.recalibration import CacheUse, PassRecord
 from bnstat.termination import sigterm_raises
 
@@ -43,8 +46,11 @@ class SweepResult:
 class _Segments:
     """Runs a plan's segments one at a time, caching their outputs and measuring fronts."""
 
-    def __init__(self, model: Model, plan: Plan, cache: ActivationCache) -> None:
+    def __init__(
+        self, model: Model, plan: Plan, cache: ActivationCache, witness: Witness | None
+    ) -> None:
         self.runner, self.store, self.plan, self.cache = model.runner, model.store, plan, cache
+        self.witness = witness
         self.sizes: list[int] = []  # samples in each cached batch
 
     def begin(self, spec: SegmentSpec) -> None:
@@ -54,6 +60,8 @@ class _Segments:
 
     def on_data(self, index: int, batch: torch.Tensor) -> None:
         self.sizes.append(len(batch))
+        if self.witness is not None:
+            self.witness.keep(index, batch)
         self._run(index, [self.runner.model_input(batch)])
 
     def on_cache(self, index: int) -> None:
@@ -61,26 +69,36 @@ class _Segments:
 
     def _run(self, index: int, values: Sequence[Any]) -> None:
         outputs = dict(zip(self.spec.outputs, self.segment.run(values), strict=True))
-        for name, inputs in self.spec.measure.items():
-            self.sums.add(
-                (name, outputs[v] if v in outputs else self.cache.get(v, index)) for v in inputs
-            )
+        found = [
+            (name, outputs[v] if v in outputs else self.cache.get(v, index))
+            for name, inputs in self.spec.measure.items()
+            for v in inputs
+        ]
+        self.sums.add(found)
+        if self.witness is not None:
+            self.witness.saw(index, found)
         for value, item in outputs.items():
             self.cache.put(value, index, item)
 
     def end(self, batches: int) -> None:
+        self.cache.flush()
         self.cache.release(self.plan.release.get(self.spec.index, ()), len(self.sizes))
         self.sums.set_statistics(self.store, batches)
+        release_freed_memory()
 
 
 def segmented(
-    model: Model, plan: Plan, loop: DataLoop, label: str, cache_bytes: int
-) -> SweepResult:
-    """One sweep through the plan's segments (see the module docstring)."""
+    model: Model, base: Plan, placed: CachePlan | None, loop: DataLoop, label: str,
+    budget: int, witness: Witness | None = None,
+) -> SweepResult:  # fmt: skip
+    """One sweep through the plan's segments (see the module docstring): the values placed
+    as `placed` says, else in memory within `budget` bytes and on disk beyond."""
     start = time.perf_counter()
-    cache = ActivationCache(cache_bytes, plan.pinned, loop.data_bytes)
+    plan = placed.plan if placed is not None else base
+    placements = placed.placements if placed is not None else None
+    cache = ActivationCache(budget, plan.pinned, loop.data_bytes, placements)
     with sigterm_raises(), cache:
-        segments = _Segments(model, plan, cache)
+        segments = _Segments(model, plan, cache, witness)
         count = len(plan.segments)
         segments.begin(plan.segments[0])
         record = loop.over_data(f"{label} · segment 1/{count}", segments.on_data)
@@ -98,12 +116,14 @@ def segmented(
         return SweepResult(whole, cache.use)
 
 
-def by_front(model: Model, groups: list[list[str]], loop: DataLoop, label: str) -> SweepResult:
+def by_front(
+    model: Model, groups: list[list[str]], loop: DataLoop, label: str, witness: Witness | None
+) -> SweepResult:
     """The fallback: one probe pass per front of layers (see the module docstring)."""
     records = []
     for number, names in enumerate(groups, start=1):
         part = f"{label} · front {number}/{len(groups)}"
-        sums, record = measure(model.runner, names, loop, part)
+        sums, record = measure(model.runner, names, loop, part, witness)
         sums.set_statistics(model.store, distributed.total(record.batches))
         records.append(record)
     first = records[0]

@@ -23,15 +23,17 @@ from bnstat.execution import distributed
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.model import Model
 from bnstat.execution.moments import ChannelMoments, Moments
+from bnstat.recalibrate.verification import Witness
 from bnstat.report.recalibration import PassRecord
 
 Averages = tuple[dict[str, Moments], PassRecord]  # per layer: averages, count = calls
 
 
-def train_average(model: Model, loop: DataLoop) -> PassRecord:
-    """Set every layer's statistics to the train-mode average over the data (see above)."""
+def train_average(model: Model, loop: DataLoop, witness: Witness | None = None) -> PassRecord:
+    """Set every layer's statistics to the train-mode average over the data (see above);
+    `witness` keeps the batches the verification will run on."""
     with model.runner.training() as native:
-        averages, record = _native(model, loop) if native else _probed(model, loop)
+        averages, record = (_native if native else _probed)(model, loop, witness)
     for name, local in averages.items():
         mean, var = distributed.batch_weighted_mean(
             torch.stack([local.mean, local.var]), local.count
@@ -42,11 +44,13 @@ def train_average(model: Model, loop: DataLoop) -> PassRecord:
     return record
 
 
-def _native(model: Model, loop: DataLoop) -> Averages:
+def _native(model: Model, loop: DataLoop, witness: Witness | None) -> Averages:
     """PyTorch's own cumulative average, one pass stopped after the last layer's calls."""
     runner = model.runner
 
-    def step(_index: int, batch: torch.Tensor) -> None:
+    def step(index: int, batch: torch.Tensor) -> None:
+        if witness is not None:
+            witness.keep(index, batch)
         for _ in probe.run(runner.model_input(batch)):  # the model updates its buffers
             pass
 
@@ -62,7 +66,7 @@ def _native(model: Model, loop: DataLoop) -> Averages:
     return averages, record
 
 
-def _probed(model: Model, loop: DataLoop) -> Averages:
+def _probed(model: Model, loop: DataLoop, witness: Witness | None) -> Averages:
     """The same average from the probed inputs of every call, for compiled momenta."""
     runner = model.runner
     names = [layer.name for layer in runner.layers]
@@ -71,7 +75,9 @@ def _probed(model: Model, loop: DataLoop) -> Averages:
     }
     calls = dict.fromkeys(names, 0)
 
-    def step(_index: int, batch: torch.Tensor) -> None:
+    def step(index: int, batch: torch.Tensor) -> None:
+        if witness is not None:
+            witness.keep(index, batch)
         for name, values in probe.run(runner.model_input(batch)):
             one = ChannelMoments(values.shape[1], values.device)
             one.update(values)

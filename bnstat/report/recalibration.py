@@ -33,11 +33,33 @@ class PassRecord:
 
 @dataclass(frozen=True)
 class CacheUse:
-    """How much the cache held: its largest moment, and what went to disk."""
+    """How much the cache held: its largest moment, and what went to disk and came back."""
 
     peak_bytes: int
     spilled_bytes: int
     budget_bytes: int
+    read_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """How a segmented sweep planned its cache before the first pass, and its cost."""
+
+    samples: int
+    budget_bytes: int
+    available_bytes: int | None  # the budget is a share of this (None: the user gave it)
+    memory_bytes: int  # the most host memory the cached values take at once
+    device_bytes: int  # ... device memory
+    disk_bytes: int  # ... disk
+    written_bytes: int
+    read_bytes: int
+    recomputed: int  # values recomputed where read instead of kept
+    compute_seconds: float  # the lower bound's parts, at this machine's measured speeds
+    recompute_seconds: float
+    transfer_seconds: float
+    lower_bound_seconds: float
+    folder: str  # where values spill
+    description: str  # all of it in one line
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,7 @@ class RecalibrationReport:
     strategy: str  # how the exact statistics were computed, in words
     cache: CacheUse | None  # the activation cache of a segmented sweep
     processes: int  # under torchrun: how many shared the data
+    plan: PlanRecord | None = None  # the cache's plan, where the sweep was segmented
 
     @property
     def consistency(self) -> float | None:

@@ -462,8 +462,8 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[tuple[str, object]] = []
 
-    def start(self, label: str) -> None:
-        self.events.append(("start", label))
+    def start(self, label: str, total: int | None = None) -> None:
+        self.events.append(("start", (label, total)))
 
     def advance(self, samples: int) -> None:
         self.events.append(("advance", samples))
@@ -471,14 +471,19 @@ class Recorded:
     def finish(self) -> None:
         self.events.append(("finish", None))
 
+    def note(self, text: str) -> None:
+        self.events.append(("note", text))
+
 
 def test_the_loop_reports_each_batch_while_decoding_and_replaying(tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", np.zeros((7, 2), dtype=np.float32))
     data = FolderData(tmp_path, DataOptions(batch_size=3))
-    for label in ("decoding", "replaying"):
-        progress = Recorded()
+    progress = Recorded()
+    loop = DataLoop(data, progress)
+    for label, total in (("decoding", None), ("replaying", 7)):  # known after one pass
+        progress.events.clear()
         seen: list[int] = []
-        record = DataLoop(data, progress).over_data(label, lambda _i, b, s=seen: s.append(len(b)))
+        record = loop.over_data(label, lambda _i, b, s=seen: s.append(len(b)))
         assert seen == [3, 3, 1] and (record.samples, record.batches) == (7, 3)
         advances = [("advance", 3), ("advance", 3), ("advance", 1)]
-        assert progress.events == [("start", label), *advances, ("finish", None)]
+        assert progress.events == [("start", (label, total)), *advances, ("finish", None)]

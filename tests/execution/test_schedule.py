@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnstat.execution.schedule import Op, Unsegmentable, fronts, plan
+from bnstat.execution.schedule import CachedValue, Closure, Op, Unsegmentable, fronts, plan
 
 X = 0  # the model input
 
@@ -154,3 +154,37 @@ def test_a_layer_that_normalises_a_constant_is_refused():
     ops = [Op((), (X,), is_input=True), Op((), (1,)), Op((1,), (2,), layer="a")]
     with pytest.raises(Unsegmentable, match="layer a normalises a value that no input reaches"):
         plan(ops)
+
+
+def test_cached_values_say_where_they_are_read_and_how_to_remake_them():
+    cached = plan(residual()).cached
+    assert set(cached) == {1, 3, 5, 6}
+    assert cached[1] == CachedValue(0, (1,), None)  # remade only from the model input
+    assert cached[3] == CachedValue(1, (2,), Closure((2, 3), (1,)))  # bn a, then the op after
+    assert cached[6] == CachedValue(1, (2,), Closure((6,), (5,)))  # bn s from its input
+
+
+def test_a_recomputed_value_is_remade_where_read_from_what_stays_cached():
+    result = plan(residual(), recompute=frozenset({3}))
+    last = result.segments[2]
+    assert last.ops == (2, 3, 4, 7) and set(last.inputs) == {1, 6}
+    assert 3 in result.segments[1].outputs  # still measured where it is made (front of b)
+    assert result.recomputed == {3}
+    assert 3 not in {v for values in result.release.values() for v in values}
+    assert 1 in result.release[2]  # kept until the segment that remakes 3 from it
+
+
+def test_values_that_cannot_be_remade_are_refused():
+    ops = [
+        Op((), (X,), is_input=True),
+        Op((X,), (1,)),
+        Op((1,), (2,), layer="a"),
+        Op((2,), (3,)),
+        Op((3,), (4,), layer="b"),
+        Op((4, 1), (5,), mutates=(1,)),  # changes the cached value 1 in place
+        Op((5,), (6,), layer="c"),
+    ]
+    result = plan(ops)
+    assert 1 in result.pinned and result.cached[1].closure is None
+    with pytest.raises(ValueError, match="cannot be recomputed"):
+        plan(ops, recompute=frozenset({1}))

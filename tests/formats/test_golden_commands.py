@@ -34,7 +34,7 @@ SUFFIX = {"table": "txt", "text": "txt", "json": "json", "markdown": "md"}
 RECALIBRATE = [
     "recalibrate", "sample_checkpoints/stats_reset.safetensors",
     "--arch", "sample_checkpoints/digits_model.py:build_model",
-    "--data", "sample_checkpoints/digits", "--workers", "0",
+    "--data", "sample_checkpoints/digits", "--workers", "0", "--cache-mb", "2048",
 ]  # fmt: skip
 CASES = {
     "diff": (["diff", "sample_checkpoints/bn004_dead_channel.pt", "sample_checkpoints/healthy.pt"],
@@ -56,13 +56,18 @@ def test_every_format_has_an_emitter(emitter, fmt):
 
 
 LONG_FLOAT = re.compile(r"-?\d+\.\d{7,}(?:e[-+]?\d+)?")
-SECONDS = re.compile(r"(\d+\.\d+ s\b|\"seconds\": [0-9.e-]+)")
-ROUNDING = re.compile(r"\b\d\.\de-(0[6-9]|[1-9]\d)\b|\b\d\.\d+e-(0[6-9]|[1-9]\d)\b")
+SECONDS = re.compile(r"(\d+\.\d+ s\b|\"(\w+_)?seconds\": [0-9.e-]+)")
+ROUNDING = re.compile(
+    r"\b\d\.\de-(0[6-9]|[1-9]\d)\b|\b\d\.\d+e-(0[6-9]|[1-9]\d)\b|\b0\.0e\+00\b"
+    r"|(?<=\"consistency\": )0\.0\b"
+)
+FOLDER = re.compile(r"(?<=\"folder\": )\"[^\"]*\"")
 
 
 def blanked(text: str) -> str:
     text = text.replace(__version__, "VERSION")
-    text = SECONDS.sub(lambda m: '"seconds": 0' if m[0].startswith('"') else "T s", text)
+    text = SECONDS.sub(lambda m: f'"{m[2] or ""}seconds": 0' if m[0][0] == '"' else "T s", text)
+    text = FOLDER.sub('"TMPDIR"', text)
     text = ROUNDING.sub("ROUNDING", text)
     return LONG_FLOAT.sub(lambda m: f"{float(m[0]):.6g}", text)
 

@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+KEEP_BYTES = 2 * 2**30  # decoded data kept between passes where no budget is given
+
+
 class FolderData:
     """The calibration samples under `root`, for this rank, as batches in a fixed order."""
 
@@ -65,6 +68,18 @@ class FolderData:
         self.origins: Counter[str] = Counter()  # what the files held: image modes, dtypes
         self.sample_shape: tuple[int, ...] | None = None  # one sample as the model gets it
 
+    @property
+    def keep_bytes(self) -> int:
+        """Decoded batches are kept between passes while they fit in this."""
+        budget = self.options.cache_bytes
+        return budget if budget is not None else KEEP_BYTES
+
+    @property
+    def samples(self) -> int | None:
+        """How many samples a pass yields, where that is known before decoding: one per
+        image (fewer if some cannot be read); None for tensor files."""
+        return len(self.files) if self.kind == "images" else None
+
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Yield float32 batches of `batch_size` samples (the last may be smaller).
 
@@ -84,7 +99,7 @@ class FolderData:
         for batch in rechunk(pieces, self.options.batch_size):
             count += len(batch)
             cached_bytes += batch.element_size() * batch.nelement()
-            if cache is not None and cached_bytes <= self.options.cache_bytes:
+            if cache is not None and cached_bytes <= self.keep_bytes:
                 cache.append(batch)
                 self.held_bytes = cached_bytes
             else:

@@ -24,7 +24,7 @@ class DataOptions:
     seed: int = 0
     batch_size: int = 32
     workers: int = 0  # DataLoader decoding processes; 0 = the main process
-    cache_bytes: int = 2 * 2**30  # keep decoded batches between passes when they fit
+    cache_bytes: int | None = None  # memory budget (None: half of what is available)
 
 
 def describe_fit(options: DataOptions) -> str:

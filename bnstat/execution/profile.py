@@ -1,0 +1,72 @@
+"""What a segmented sweep will cost, measured on its first batch before it starts.
+
+The plan of the activation cache (`planning`) needs, per sample: the bytes of every value
+kept between segments, and the time of every segment on the device in use. Both come
+from running the segments once, in order, on the first batch (the statistics in the
+model do not change either): the shapes are the real ones, whatever graph the runtime
+captured, and the time is this machine's. The batch's values are dropped as the plan
+releases them, so this costs one batch through the model and holds no more than a
+segment of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bnstat.execution.loop import model_call
+from bnstat.execution.model import ModelRunner
+from bnstat.execution.schedule import Plan
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per sample: bytes of each cached value, seconds of each segment; and the largest
+    bytes one segment holds at once (its inputs and outputs), per sample."""
+
+    value_bytes: Mapping[int, float]
+    segment_seconds: tuple[float, ...]
+    working_bytes: float
+
+    @property
+    def forward_seconds(self) -> float:
+        """One sample through every segment: what the sweep costs without the cache."""
+        return sum(self.segment_seconds)
+
+
+def nbytes(item: Any) -> int:
+    """Bytes of the tensors in a value (tuples, lists and dicts of them too)."""
+    if isinstance(item, torch.Tensor):
+        return item.element_size() * item.nelement()
+    if isinstance(item, tuple | list):
+        return sum(nbytes(part) for part in item)
+    if isinstance(item, dict):
+        return sum(nbytes(part) for part in item.values())
+    return 0
+
+
+def profile(runner: ModelRunner, plan: Plan, batch: torch.Tensor) -> Profile:
+    """Run the plan's segments once on `batch` (see the module docstring)."""
+    size = len(batch)
+    values: dict[int, Any] = {}
+    sizes: dict[int, float] = {}
+    seconds: list[float] = []
+    working = 0
+    what = f"a batch of shape {tuple(batch.shape)}"
+    for spec in plan.segments:
+        run = runner.segment(spec).run
+        inputs = [values[v] for v in spec.inputs] if spec.index else [runner.model_input(batch)]
+        start = time.perf_counter()
+        outputs = model_call(lambda run=run, inputs=inputs: run(inputs), what)  # type: ignore[misc]
+        seconds.append((time.perf_counter() - start) / size)
+        values.update(zip(spec.outputs, outputs, strict=True))
+        sizes.update((v, nbytes(out) / size) for v, out in zip(spec.outputs, outputs, strict=True))
+        working = max(working, sum(map(nbytes, inputs)) + sum(map(nbytes, outputs)))
+        for value in plan.release.get(spec.index, ()):
+            values.pop(value, None)
+    cached = {value: sizes.get(value, 0.0) for value in plan.cached}
+    return Profile(cached, tuple(seconds), working / size)
