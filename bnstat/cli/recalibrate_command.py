@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bnstat.cli.app import DebugOpt, command, display, option
+from bnstat.cli.report_options import MaxDownloadOpt, TimeoutOpt, remote_options
 from bnstat.cli.run_options import (
     ArchKwargsOpt,
     ArchOpt,
@@ -33,6 +35,8 @@ from bnstat.cli.run_options import (
 )
 from bnstat.errors import UsageError
 from bnstat.formats import RecalibrationFormat
+from bnstat.location import Location, parse_location
+from bnstat.remote.url import RemoteUrl
 from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
@@ -40,9 +44,10 @@ if TYPE_CHECKING:
 
 
 CheckpointArg = Annotated[
-    Path,
+    str,
     typer.Argument(
-        metavar="CHECKPOINT", help="The checkpoint whose statistics to re-estimate.",
+        metavar="CHECKPOINT",
+        help="The checkpoint whose statistics to re-estimate (a file, or a URL fetched whole).",
         show_default=False,
     ),
 ]  # fmt: skip
@@ -88,7 +93,8 @@ def recalibrate(
     max_samples: MaxSamplesOpt = None, seed: SeedOpt = 0, batch_size: BatchSizeOpt = 32,
     workers: WorkersOpt = None, cache_mb: CacheOpt = 2048, device: DeviceOpt = "auto",
     input_key: InputKeyOpt = None, in_place: InPlaceOpt = False, report: ReportOpt = None,
-    format: RecalibrationFormatOpt = RecalibrationFormat.TABLE, debug: DebugOpt = False,
+    format: RecalibrationFormatOpt = RecalibrationFormat.TABLE, timeout: TimeoutOpt = 30.0,
+    max_download: MaxDownloadOpt = 256, debug: DebugOpt = False,
 ) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     from bnstat.cli.progress import with_progress
@@ -100,6 +106,9 @@ def recalibrate(
 
     if output is None and not in_place:
         raise UsageError("give --output FILE, or --in-place to overwrite the input")
+    location = parse_location(checkpoint, remote_options(timeout, max_download))
+    if isinstance(location, RemoteUrl) and (in_place or output is None):
+        raise UsageError(f"--in-place: {location} is a URL; give --output FILE to write locally")
     try:
         chosen_method = Method(method)
     except ValueError:
@@ -108,9 +117,9 @@ def recalibrate(
     loading = DataFlags(image_size, resize, mean, std, grayscale, channels, max_samples,
                         seed, batch_size, workers, cache_mb)  # fmt: skip
     request = Request(
-        checkpoint=checkpoint,
+        checkpoint=location,
         data=data,
-        output=output if output is not None else checkpoint,
+        output=output if output is not None else Path(checkpoint),
         model=model.spec(),
         data_options=loading.options(),
         channels=loading.channel_count,
@@ -121,10 +130,20 @@ def recalibrate(
         input_key=input_key,
         in_place=in_place,
     )
-    result = with_progress(lambda progress: run_recalibration(request, progress))
+    with _local_copy(location):
+        result = with_progress(lambda progress: run_recalibration(request, progress))
     if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
     return result
+
+
+def _local_copy(location: Location) -> AbstractContextManager[None]:
+    """A URL is fetched whole to a temporary file: recalibration copies and rewrites it."""
+    if not isinstance(location, RemoteUrl):
+        return nullcontext()
+    from bnstat.remote.download import fetched_whole
+
+    return fetched_whole([location])
 
 
 def _show(result: RecalibrationReport, report: Path | None, fmt: RecalibrationFormat) -> None:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnstat.location import Location
 from bnstat.recalibrate import distributed
 from bnstat.recalibrate.data import CalibrationData, DataOptions
 from bnstat.recalibrate.estimator import Method, estimate
@@ -27,7 +28,7 @@ from bnstat.stages.open_checkpoint import open_checkpoint
 
 @dataclass(frozen=True)
 class Request:
-    checkpoint: Path
+    checkpoint: Location  # a URL is read from a local copy (`remote.download`)
     data: Path
     output: Path
     model: ModelSpec = field(default_factory=ModelSpec)

@@ -93,7 +93,7 @@ class OnnxRuntime:
 
     def __init__(self, raw: RawCheckpoint, device: str, input_key: str | None = None) -> None:
         import_onnxruntime()
-        self.path = raw.path
+        self.path = raw.local_path
         model = load_model(raw.path, external_data=True)
         nodes = batchnorm_nodes(model.graph)
         if not nodes:
