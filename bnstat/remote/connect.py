@@ -8,7 +8,7 @@ bnstat. `require` says which package is missing before anything is read.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from typing import Any
 
 from bnstat.errors import MissingDependencyError
@@ -22,8 +22,10 @@ MAX_REDIRECTS = 10
 def require(scheme: str) -> None:
     """A `MissingDependencyError` naming `bnstat[remote]` when the scheme cannot be read."""
     for package in ("fsspec", PACKAGES[scheme]):
-        if importlib.util.find_spec(package) is None:
-            raise MissingDependencyError(package, "remote", f"reading {scheme}:// URLs")
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise MissingDependencyError(package, "remote", f"reading {scheme}:// URLs") from None
 
 
 def filesystem(scheme: str, options: RemoteOptions) -> Any:

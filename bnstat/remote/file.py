@@ -66,14 +66,15 @@ class RemoteFile:
         self.url = url
         self.known = url.state
         self.name = str(url)
+        first = self.known.handle is None and self.known.size is None
         if self.known.handle is None:
             fetcher = _fetcher(url)
             size = self._attempt(fetcher.open)
             self.known.handle = fetcher
-            if self.known.size is None:
-                self.known.size = size
-                self.prefetch(_ends(size))
+            self.known.size = size if self.known.size is None else self.known.size
         self.size: int = self.known.size or 0
+        if first:
+            self.prefetch(_ends(self.size))
 
     @property
     def _fetcher(self) -> Fetcher:

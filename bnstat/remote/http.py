@@ -32,11 +32,10 @@ class HttpFetcher:
         self.validator: tuple[str, str] | None = None
 
     def open(self) -> int:
-        info = self.fs.info(self.url.path)
-        self.validator = next(((k, info[k]) for k in _CONDITIONS if info.get(k)), None)
-        size = info.get("size")
-        if not isinstance(size, int):
-            raise CheckpointError("the server does not say how large the file is")
+        """A HEAD request: the file's size, and its ETag (or Last-Modified) to hold to."""
+        from fsspec.asyn import sync
+
+        size: int = sync(self.fs.loop, self._head)
         return size
 
     def fetch(self, start: int, end: int) -> bytes:
@@ -66,6 +65,19 @@ class HttpFetcher:
             name, value = self.validator
             if response.headers.get(name, value) != value:
                 raise ChangedError(changed_message())
+
+    async def _head(self) -> int:
+        session = await self.fs.set_session()
+        async with session.head(self.fs.encode_url(self.url.path), allow_redirects=True,
+                                headers={"Accept-Encoding": "identity"},
+                                **self.fs.kwargs) as response:  # fmt: skip
+            response.raise_for_status()
+            headers = response.headers
+            self.validator = next(((k, headers[k]) for k in _CONDITIONS if headers.get(k)), None)
+            if response.content_length is None:
+                raise CheckpointError("the server does not say how large the file is")
+            size: int = response.content_length
+            return size
 
     async def _get(self, start: int, end: int) -> bytes:
         session = await self.fs.set_session()

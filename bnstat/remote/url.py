@@ -12,6 +12,7 @@ that sniffing and reading share one set of requests and one count of their cost.
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ SCHEMES = ("https", "http", "s3", "gs", "az", "hf")
 LISTABLE = ("s3", "gs", "az", "hf")  # object stores and hubs: folders and globs; HTTP has none
 DEFAULT_TIMEOUT = 30.0  # seconds a request may wait for the server
 DEFAULT_MAX_DOWNLOAD = 256 * 2**20  # what a server that ignores ranges may make bnstat read
+_URL_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,8 @@ def scheme_of(text: str) -> str | None:
 
 
 def looks_like_url(text: str) -> bool:
-    """`scheme://...` with a scheme made of letters: a URL, known or not (not a path)."""
-    head, sep, _ = text.partition("://")
-    return bool(sep) and head.isalpha() and len(head) > 1
+    """`scheme://...`: a URL, known or not, rather than a path (`C://` is a drive)."""
+    return _URL_START.match(text) is not None
 
 
 class RemoteUrl:
