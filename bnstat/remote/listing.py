@@ -10,6 +10,7 @@ have no listing bnstat could trust.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +48,14 @@ def expand_url(url: RemoteUrl, choose: Choose) -> tuple[list[Location], int]:
 
 
 def _matches(url: RemoteUrl, fs: Any, choose: Choose) -> tuple[list[Location], int]:
+    """What a pattern matches; like a local glob, `*` and `**` pass over dotted names."""
     found: list[Location] = []
     skipped = 0
+    magic = re.search(r"[*?[]", url.path)
+    static = url.path[: url.path.rfind("/", 0, magic.start() if magic else None) + 1]
     for path, info in sorted(fs.glob(url.path, detail=True).items()):
+        if _hidden(path[len(static) :]) and not _hidden(url.path[len(static) :]):
+            continue
         if info.get("type") == "directory":
             taken, passed_over = choose(_files(url, fs, path))
             found, skipped = found + taken, skipped + passed_over
@@ -65,6 +71,9 @@ def _files(url: RemoteUrl, fs: Any, folder: str) -> list[Location]:
     return [
         url.child(path)
         for path in paths
-        if path.startswith(prefix)
-        and not any(part.startswith(".") for part in path[len(prefix) :].split("/"))
+        if path.startswith(prefix) and not _hidden(path[len(prefix) :])
     ]
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split("/"))
