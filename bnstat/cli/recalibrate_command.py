@@ -35,11 +35,11 @@ from bnstat.cli.run_options import (
 )
 from bnstat.errors import UsageError
 from bnstat.formats import RecalibrationFormat
-from bnstat.location import Location, parse_location
 from bnstat.remote.url import RemoteUrl
 from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
+    from bnstat.location import Location
     from bnstat.report.recalibration import RecalibrationReport
 
 
@@ -100,6 +100,7 @@ def recalibrate(
     from bnstat.cli.progress import with_progress
 
     require_torch("bnstat recalibrate")
+    from bnstat.location import parse_location
     from bnstat.recalibrate.estimator import Method
     from bnstat.recalibrate.run import Request
     from bnstat.recalibrate.run import recalibrate as run_recalibration

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
@@ -54,10 +55,11 @@ class Stats:
 
 
 class Server:
-    """Serves `files` (name -> bytes) at http://127.0.0.1:PORT/NAME."""
+    """Serves `files` (name -> bytes, or a path read when asked) at
+    http://127.0.0.1:PORT/NAME."""
 
     def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes | Path] = {}
         self.behaviour = Behaviour()
         self.stats = Stats()
         self.version = 0
@@ -124,10 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._empty(status, extra, head, stats)
         if rules.forbidden and not self.headers.get("Authorization"):
             return self._empty(403, {}, head, stats)
-        data = state.files.get(name)
-        if data is None:
+        stored = state.files.get(name)
+        if stored is None:
             return self._empty(404, {}, head, stats)
-        data = data if state.version == 0 else data[::-1]
+        if isinstance(stored, Path):  # a big file on disk: its size and mtime stand for it
+            return self._from_disk(stored, head, stats)
+        data = stored if state.version == 0 else stored[::-1]
         validators = self._validators(data, state.version)
         if self._precondition_failed(validators):
             return self._empty(412, {}, head, stats)
@@ -140,6 +144,27 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Content-Range": f"bytes {start}-{end - 1}/{len(data)}", **validators}
             return self._send(206, body, headers, asked, head, stats)
         return self._send(200, data, validators, asked, head, stats)
+
+    def _from_disk(self, path: Path, head: bool, stats: Stats) -> None:
+        size = path.stat().st_size
+        match = RANGE.match(self.headers.get("Range") or "")
+        start, end = (
+            (int(match.group(1)), int(match.group(2) or size - 1) + 1) if match else (0, size)
+        )
+        end = min(end, size)
+        self.send_response(206 if match else 200)
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{size}-{path.stat().st_mtime_ns}"')
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        if not head:
+            with path.open("rb") as source:
+                source.seek(start)
+                for offset in range(start, end, 2**22):
+                    self.wfile.write(source.read(min(2**22, end - offset)))
+        stats.count(0 if head else end - start, self.headers.get("Range"), not head)
 
     def _validators(self, data: bytes, version: int) -> dict[str, str]:
         rules = self.server_state.behaviour
