@@ -45,11 +45,16 @@ class Stats:
         self.ranges: list[str] = []
         self.gets = 0
 
-    def count(self, sent: int, asked: str | None, get: bool) -> None:
+    def arrived(self, get: bool) -> int:
+        """Count a request as it arrives; the GETs that came before it."""
         with self.lock:
             self.requests += 1
-            self.sent += sent
             self.gets += get
+            return self.gets - get
+
+    def count(self, sent: int, asked: str | None, get: bool) -> None:
+        with self.lock:
+            self.sent += sent
             if asked:
                 self.ranges.append(asked)
 
@@ -108,13 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, head: bool) -> None:
         state = self.server_state
         rules, stats = state.behaviour, state.stats
+        gets = stats.arrived(not head)
         time.sleep(rules.latency)
         if not head:
             if rules.stall:
                 state.release.wait(rules.stall)
                 return self._empty(503, {}, head, stats)
-            with stats.lock:
-                gets = stats.gets
             if rules.change_after is not None and gets >= rules.change_after:
                 state.version = 1
         name = self.path.split("?", 1)[0].lstrip("/")
