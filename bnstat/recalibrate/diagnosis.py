@@ -21,6 +21,7 @@ from bnstat.recalibrate.passes import Passes, Progress, Silent
 from bnstat.recalibrate.runtime import fitted_options
 from bnstat.recalibrate.runtimes import RUN_AS_THEY_ARE, open_runtime
 from bnstat.recalibrate.sweep import measure
+from bnstat.remote.url import looks_like_url
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class DataRequest:
     def recalibrate_command(self, checkpoint: str, source: str | None) -> str:
         """The `bnstat recalibrate` command line that fixes the statistics on this data."""
         path = Path(checkpoint)
+        if looks_like_url(checkpoint):  # a URL's recalibrated copy is written here
+            path = Path(path.name)
         output = path.with_name(f"{path.stem}.recalibrated{path.suffix}")
         chosen = ("--source", source) if source and "--source" not in self.arguments else ()
         words = ["bnstat", "recalibrate", checkpoint, "--data", str(self.folder)]

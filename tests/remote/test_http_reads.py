@@ -126,3 +126,21 @@ def test_a_sharded_index_reads_its_shards_beside_it(
     got = _without_cost(json.loads(remote.stdout), http.url("sharded/"))  # type: ignore[attr-defined]
     assert got == _without_cost(json.loads(local.stdout), f"{tmp_path}/")  # type: ignore[attr-defined]
     assert json.loads(remote.stdout)["checkpoints"][0]["requests"] == http.stats.requests  # type: ignore[attr-defined]
+
+
+def test_check_on_data_runs_a_remote_model_from_a_local_copy(
+    http: Server, cli: Callable[..., object]
+) -> None:
+    options = ["--arch", SAMPLES / "digits_model.py:build_model", "--data", SAMPLES / "digits",
+               "--max-samples", "64", "--device", "cpu", "--format", "json"]  # fmt: skip
+    remote = cli("check", http.url("stats_inverted.safetensors"), *options)
+    local = cli("check", SAMPLES / "stats_inverted.safetensors", *options)
+    assert remote.exit_code == local.exit_code  # type: ignore[attr-defined]
+    got = json.loads(remote.stdout)  # type: ignore[attr-defined]
+    entry = got["checkpoints"][0]
+    assert entry["fetched_bytes"] == entry["file_size"]  # fetched whole, to run the model
+    assert http.url("stats_inverted.safetensors") in entry["findings"][0]["fix"]
+    text = remote.stdout.replace(http.url(""), "")  # type: ignore[attr-defined]
+    shown = json.loads(text.replace(f"{SAMPLES}/", ""))
+    expected = json.loads(local.stdout.replace(f"{SAMPLES}/", ""))  # type: ignore[attr-defined]
+    assert _without_cost(shown, "") == _without_cost(expected, "")
