@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,11 +26,13 @@ from bnstat.errors import (
     UsageError,
     internal_error,
 )
+from bnstat.location import Location, cost_of
 from bnstat.readers.base import RawCheckpoint, printable
-from bnstat.report.inspection import CheckpointReport, ErrorKind, ReadError, Report
+from bnstat.report.inspection import CheckpointReport, ErrorKind, FetchCost, ReadError, Report
 from bnstat.rules.base import RuleInput
 from bnstat.settings import Settings
 from bnstat.stages.expand_inputs import Input
+from bnstat.stages.fetch_ahead import fetch_ahead
 from bnstat.stages.find_layers import LayerRefs, models_to_read
 from bnstat.stages.find_state_dicts import StateDict
 from bnstat.stages.open_checkpoint import open_checkpoint
@@ -48,15 +50,15 @@ PARALLEL_FROM = 4  # files: fewer are analysed faster in one process than in a p
 
 
 def analyze(
-    inputs: Sequence[Path | Input],
+    inputs: Sequence[Location | Input],
     settings: Settings,
     debug: bool = False,
     jobs: int | None = None,
     data: DataRequest | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Analyse every file (a path, or an `Input` already sniffed); unreadable ones are
-    reported, not raised (unless `debug`).
+    """Analyse every file (a path, a URL, or an `Input` already sniffed); unreadable ones
+    are reported, not raised (unless `debug`).
 
     With several files they are analysed in `jobs` processes (default: one per CPU from
     PARALLEL_FROM files on); the report keeps the order of `inputs` either way. With
@@ -111,7 +113,11 @@ def _analyze_one(
     except Exception as err:  # a bad file, or a bug: either way the other files still run
         if debug:
             raise
-        return [CheckpointReport(path=str(item.path), format=None, error=read_error(err))]
+        return [
+            CheckpointReport(
+                path=str(item.path), format=None, error=read_error(err), cost=_cost(item.path)
+            )
+        ]
 
 
 def read_error(err: Exception) -> ReadError:
@@ -129,27 +135,36 @@ def read_error(err: Exception) -> ReadError:
 
 
 def analyze_file(
-    item: Path | Input,
+    item: Location | Input,
     settings: Settings,
     data: DataRequest | None = None,
     progress: Progress | None = None,
 ) -> list[CheckpointReport]:
-    """One entry per model found in the file (e.g. `model` and `ema`).
+    """One entry per model found in the file (e.g. `model` and `ema`), with what reading
+    it cost when it is a URL.
 
     NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
     """
     path, sniffed = (item.path, item.sniffed) if isinstance(item, Input) else (item, None)
     with open_checkpoint(path, sniffed) as raw, np.errstate(all="ignore"):
         models = models_to_read(raw)
+        fetch_ahead(raw, models)
         on_data = None
         if data is not None:
             from bnstat.stages.diagnose import OnData
 
             on_data = OnData(data, progress, sum(1 for _, refs in models if refs) > 1)
-        return [
+        reports = [
             _report(raw, state, refs, settings, index == 0, on_data)
             for index, (state, refs) in enumerate(models)
         ]
+    cost = _cost(path)
+    return [replace(report, cost=cost) for report in reports] if cost else reports
+
+
+def _cost(location: Location) -> FetchCost | None:
+    found = cost_of(location)
+    return None if found is None else FetchCost(*found)
 
 
 def _report(

@@ -2,8 +2,9 @@
 
 A team adopting bnstat on an existing model zoo records the current findings with
 `--write-baseline`; later runs with `--baseline` hide every finding whose key is in the
-file. A key is the checkpoint's path relative to the baseline file, the model inside the
-file, the layer and the rule code: never the message, whose numbers move. A new defect
+file. A key is the checkpoint's path relative to the baseline file (a URL as shown, without
+credentials or query string, so that a presigned URL signed anew still matches), the model
+inside the file, the layer and the rule code: never the message, whose numbers move. A new defect
 in a layer already listed for another rule, or in another layer, is still reported.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bnstat.errors import ConfigError
+from bnstat.remote.url import looks_like_url
 from bnstat.report.inspection import CheckpointReport, Finding, Report
 from bnstat.report.verdict import Verdict
 
@@ -24,6 +26,8 @@ Key = tuple[str, str, str, str]  # path relative to the baseline, source, layer,
 
 
 def _relative(checkpoint: str, baseline: Path) -> str:
+    if looks_like_url(checkpoint):  # shown without credentials or query: a stable key
+        return checkpoint
     target = Path(checkpoint).resolve()
     return Path(os.path.relpath(target, baseline.resolve().parent)).as_posix()
 

@@ -2,22 +2,25 @@
 
 Read one by one, every tensor costs a system call, a decode and a few Python objects: a
 model of 10,000 BatchNorm layers has 50,000 tensors. Here the contiguous tensors stored
-raw in a file (`FileRegion`s) are read together, per file and dtype: their byte ranges,
-checked against their regions as `TensorRef.read` checks them, are merged into runs of
-nearby bytes, each run is read with one call, and the tensors' bytes are gathered with
-one numpy index and decoded once. Any other tensor (a strided view, a decompressed or
-decoded member) is read on its own.
+raw in a file (`FileRegion`s, and `LazyRegion`s once placed) are read together, per file
+and dtype: their byte ranges, checked against their regions as `TensorRef.read` checks
+them, are merged into runs of nearby bytes, each run is read with one call, and the
+tensors' bytes are gathered with one numpy index and decoded once. Any other tensor (a
+strided view, a decompressed or decoded member) is read on its own.
+
+A remote file is told beforehand what will be read (`prefetch`), so that it fetches every
+quantity of every layer in a few parallel requests rather than a run at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from bnstat.dtypes import decode
 from bnstat.errors import CheckpointError
-from bnstat.tensor_ref import FileRegion, RandomAccess, TensorRef
+from bnstat.tensor_ref import FileRegion, LazyRegion, RandomAccess, TensorRef
 
 GAP = 4096  # bytes between two ranges of one file read in one call rather than two
 
@@ -30,6 +33,8 @@ def read_flat(refs: Sequence[TensorRef]) -> np.ndarray:
     groups: dict[tuple[int, str, bool], _Group] = {}
     for i, (ref, size) in enumerate(zip(refs, sizes, strict=True)):
         source = ref.source
+        if isinstance(source, LazyRegion):
+            source = source.region()
         if isinstance(source, FileRegion) and _contiguous(ref, size) and ref.dtype.numpy:
             key = (id(source.file), ref.dtype.name, ref.big_endian)
             group = groups.get(key)
@@ -43,6 +48,23 @@ def read_flat(refs: Sequence[TensorRef]) -> np.ndarray:
         counts = np.array(group.sizes, dtype=np.int64)
         out[destinations(starts[indices], counts)] = group.values(counts)
     return out
+
+
+def prefetch(refs: Iterable[TensorRef]) -> None:
+    """Tell each file the spans these tensors will read (`RandomAccess.prefetch`)."""
+    spans: dict[int, tuple[RandomAccess, list[tuple[int, int]]]] = {}
+    for ref in refs:
+        source = ref.source
+        if isinstance(source, LazyRegion):
+            file, span = source.file, (source.near, source.reach)
+        elif isinstance(source, FileRegion):
+            start, length = ref.byte_span()
+            file, span = source.file, (source.offset + start, source.offset + start + length)
+        else:
+            continue
+        spans.setdefault(id(file), (file, []))[1].append(span)
+    for file, wanted in spans.values():
+        file.prefetch(wanted)
 
 
 def _contiguous(ref: TensorRef, numel: int) -> bool:

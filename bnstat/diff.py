@@ -21,16 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bnstat.drift import drift
 from bnstat.errors import UsageError
 from bnstat.layer_batch import LayerBatch
+from bnstat.location import Location
 from bnstat.readers.base import CheckpointFormat
 from bnstat.report.diff import DiffReport, DiffSide, LayerDiff, Matching
 from bnstat.settings import Settings
+from bnstat.stages.fetch_ahead import fetch_ahead
 from bnstat.stages.find_layers import models_to_read
 from bnstat.stages.open_checkpoint import open_checkpoint
 from bnstat.stages.read_layers import read_layers
@@ -60,7 +61,7 @@ def _layers(batch: LayerBatch) -> list[_Layer]:
     return layers
 
 
-def _side(path: Path, settings: Settings, source: str | None) -> tuple[DiffSide, list[_Layer]]:
+def _side(path: Location, settings: Settings, source: str | None) -> tuple[DiffSide, list[_Layer]]:
     """One side: the model `source` of the file (the first one when None) and its layers."""
     with open_checkpoint(path) as raw, np.errstate(all="ignore"):
         models = models_to_read(raw)
@@ -72,6 +73,7 @@ def _side(path: Path, settings: Settings, source: str | None) -> tuple[DiffSide,
                 raise UsageError(f"{path} holds no model {source!r} (it holds {names})")
             chosen = found[0]
         state, refs = chosen
+        fetch_ahead(raw, [chosen])
         batch = read_layers(refs, settings.eps)
         return DiffSide(str(raw.path), state.name, raw.format.value), _layers(batch)
 
@@ -143,16 +145,16 @@ def _pairs(old: Side, new: Side) -> tuple[Pairs, Matching]:
 
 
 def diff_checkpoints(
-    a: Path,
-    b: Path,
+    a: Location,
+    b: Location,
     settings: Settings,
     source_a: str | None = None,
     source_b: str | None = None,
     fail_on_change: bool = False,
 ) -> DiffReport:
-    """Per-layer drift from checkpoint `a` to checkpoint `b`, `source_a` and `source_b`
-    choosing the model of a file that holds several; `fail_on_change` makes any change
-    fail the run."""
+    """Per-layer drift from checkpoint `a` to checkpoint `b` (files or URLs), `source_a`
+    and `source_b` choosing the model of a file that holds several; `fail_on_change` makes
+    any change fail the run."""
     old, new = _side(a, settings, source_a), _side(b, settings, source_b)
     pairs, matching = _pairs(old, new)
     layers = tuple(_layer(x, y) for x, y in pairs)

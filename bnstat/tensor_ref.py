@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -39,14 +41,19 @@ class ByteSource(Protocol):
 
 
 class RandomAccess(Protocol):
-    """Bytes that can be read at any offset: an open file, or a stream held in memory."""
+    """Bytes that can be read at any offset: an open file, a stream held in memory, or a
+    remote file (`bnstat.remote.file`)."""
 
     size: int
 
     def pread(self, offset: int, length: int) -> bytes: ...
 
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """(start, end) spans about to be read: a remote file fetches them together now;
+        bytes on disk or in memory need no such notice."""
 
-def _past_end(name: str, offset: int, length: int, size: int) -> CheckpointError:
+
+def past_end(name: str, offset: int, length: int, size: int) -> CheckpointError:
     return CheckpointError(
         f"{name}: data at bytes {offset}..{offset + length} lies past the end "
         f"of the file ({size} bytes); the file is truncated or corrupt"
@@ -63,11 +70,14 @@ class OpenFile:
 
     def pread(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
-            raise _past_end(self.path.name, offset, length, self.size)
+            raise past_end(self.path.name, offset, length, self.size)
         data = os.pread(self._fd, length, offset)
         if len(data) != length:
             raise CheckpointError(f"{self.path.name}: short read at byte {offset}")
         return data
+
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """The page cache reads ahead already."""
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -83,8 +93,11 @@ class BytesFile:
 
     def pread(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
-            raise _past_end(self.name, offset, length, self.size)
+            raise past_end(self.name, offset, length, self.size)
         return self.data[offset : offset + length]
+
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Already in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,39 @@ class FileRegion:
     def read(self, start: int, length: int) -> bytes:
         _check_span(start, length, self.size)
         return self.file.pread(self.offset + start, length)
+
+
+class LazyRegion(ABC):
+    """Raw bytes in a file whose exact place is learnt by a small read when they are first
+    needed (a zip member behind its local header): naming every storage of a checkpoint
+    then costs no read, and a remote reader can fetch the header and the bytes together.
+
+    `near` .. `reach` is the span of the file that holds the bytes and what locates them.
+    """
+
+    def __init__(self, file: RandomAccess, size: int, near: int, reach: int) -> None:
+        self.file, self.size, self.near, self.reach = file, size, near, reach
+        self._offset: int | None = None
+
+    @abstractmethod
+    def locate(self) -> int:
+        """Where the bytes start in the file (read when first asked)."""
+
+    @property
+    def offset(self) -> int:
+        if self._offset is None:
+            self._offset = self.locate()
+        return self._offset
+
+    def region(self) -> FileRegion:
+        return FileRegion(self.file, self.offset, self.size)
+
+    @property
+    def file_offset(self) -> int | None:
+        return self.region().file_offset
+
+    def read(self, start: int, length: int) -> bytes:
+        return self.region().read(start, length)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,11 +103,12 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("bnstat.version", "bnstat.errors", "bnstat.wording", "bnstat.dtypes", "bnstat.termination",
      "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
     # reading checkpoints without running them
-    ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic"),
+    ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic", "bnstat.location",
+     "bnstat.remote"),
     # from files to the layers of each model
     ("bnstat.stages.expand_inputs", "bnstat.stages.open_checkpoint",
      "bnstat.stages.find_state_dicts", "bnstat.stages.find_layers", "bnstat.stages.read_layers",
-     "bnstat.stages.summarise", "bnstat.layer_batch"),
+     "bnstat.stages.summarise", "bnstat.stages.fetch_ahead", "bnstat.layer_batch"),
     # running models on data, writing checkpoints
     ("bnstat.execution", "bnstat.writers"),
     # judging layers and estimating statistics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,20 +24,26 @@ from bnstat.cli.report_options import (
     IgnoreOpt,
     JobsOpt,
     LayersOpt,
+    MaxDownloadOpt,
     OutputOpt,
     RuleFlags,
     SelectOpt,
     ThresholdOpt,
+    TimeoutOpt,
     WriteBaselineOpt,
+    remote_options,
 )
 from bnstat.cli.run_options import RunFlags, require_torch, with_run_options
 from bnstat.errors import UsageError
 from bnstat.formats import InspectFormat
+from bnstat.remote.url import RemoteUrl
 from bnstat.report.verdict import Result
 
 if TYPE_CHECKING:
+    from bnstat.remote.url import RemoteOptions
     from bnstat.report.inspection import Report
     from bnstat.stages.diagnose import DataRequest
+    from bnstat.stages.expand_inputs import Input
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Run:
     write_baseline: Path | None
     debug: bool
     allow_empty: bool = False
+    remote: RemoteOptions | None = None  # --timeout and --max-download, for URLs
 
 
 def _data_request(folder: Path | None, run: RunFlags) -> DataRequest | None:
@@ -83,10 +91,11 @@ def _analyze(
 
     settings = flags.settings()
     known = load_baseline(run.baseline) if run.baseline is not None else None
-    inputs = expand_inputs(checkpoints, run.allow_empty)
-    report = with_progress(
-        lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
-    )
+    inputs = expand_inputs(checkpoints, run.allow_empty, run.remote)
+    with _local_copies(inputs.items if data is not None else []):
+        report = with_progress(
+            lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
+        )
     report = replace(report, skipped=inputs.skipped)
     if not run.allow_empty:
         require_selected_layers(report, settings)
@@ -105,6 +114,16 @@ def _analyze(
             err=True,
         )
     return report
+
+
+def _local_copies(items: list[Input]) -> AbstractContextManager[None]:
+    """Running a model needs all of its file: URLs are fetched whole for --data."""
+    urls = [item.path for item in items if isinstance(item.path, RemoteUrl)]
+    if not urls:
+        return nullcontext()
+    from bnstat.remote.download import fetched_whole
+
+    return fetched_whole(urls)
 
 
 def _report(run: Run, checkpoints: list[str], flags: RuleFlags, data: DataRequest | None) -> Result:
@@ -145,12 +164,14 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
         ignore: IgnoreOpt = None, layers: LayersOpt = None, eps: EpsOpt = None,
         threshold: ThresholdOpt = None, config: ConfigOpt = None, baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, data: DataDirOpt = None,
-        allow_empty: AllowEmptyOpt = False, debug: DebugOpt = False,
+        allow_empty: AllowEmptyOpt = False, timeout: TimeoutOpt = 30.0,
+        max_download: MaxDownloadOpt = 256, debug: DebugOpt = False,
     ) -> Result:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
-        shown = Run(show_layers, format, output, jobs, baseline, write_baseline, debug, allow_empty)
+        shown = Run(show_layers, format, output, jobs, baseline, write_baseline, debug,
+                    allow_empty, remote_options(timeout, max_download))  # fmt: skip
         return _report(shown, checkpoints, flags, _data_request(data, run))
 
     report.__doc__ = summary

@@ -15,16 +15,40 @@ from bnstat.formats import InspectFormat
 from bnstat.report.severity import FailOn
 
 if TYPE_CHECKING:
+    from bnstat.remote.url import RemoteOptions
     from bnstat.settings import Settings
 
 Checkpoints = Annotated[
     list[str],
     typer.Argument(
         metavar="CHECKPOINT...",
-        help="Checkpoint files, directories (searched recursively) or glob patterns.",
+        help="Checkpoint files, directories (searched recursively), glob patterns, or URLs "
+        "(https://, s3://, gs://, az://, hf://; needs bnstat[remote]).",
         show_default=False,
     ),
 ]
+TimeoutOpt = Annotated[
+    float, option("Seconds a request to a URL may wait for the server.", metavar="SECONDS")
+]
+MaxDownloadOpt = Annotated[
+    int,
+    option(
+        "Most a server that ignores range requests may make bnstat read, whole.",
+        metavar="MB",
+        minimum=1,
+    ),
+]
+
+
+def remote_options(timeout: float, max_download: int) -> RemoteOptions:
+    """`--timeout` and `--max-download` for every request to a URL."""
+    from bnstat.remote.url import RemoteOptions
+
+    if not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: expected a number of seconds above 0")
+    return RemoteOptions(timeout, max_download * 2**20)
+
+
 FormatOpt = Annotated[
     InspectFormat, typer.Option("--format", "-f", help="Output format: a table, or for machines.")
 ]

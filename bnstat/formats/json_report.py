@@ -45,7 +45,9 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
-    return {
+    """One model's entry; a URL's also says what reading it cost (a local file's does not,
+    so that reports of local files stay as they were)."""
+    fields: dict[str, Any] = {
         "path": entry.path,
         "format": entry.format,
         "source": entry.source,
@@ -55,6 +57,10 @@ def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
         "findings": [finding_dict(f) for f in entry.findings],
         "data": _data_run(entry.data) if entry.data is not None else None,
     }
+    if entry.cost is not None:
+        fields |= {"file_size": entry.cost.size, "fetched_bytes": entry.cost.fetched,
+                   "requests": entry.cost.requests}  # fmt: skip
+    return fields
 
 
 def _data_run(run: DataRun) -> dict[str, Any]:

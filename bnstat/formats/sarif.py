@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from bnstat.formats.display import Display
 from bnstat.formats.text import qualified_location
+from bnstat.remote.url import looks_like_url
 from bnstat.report.inspection import CheckpointReport, Finding, Report
 from bnstat.report.severity import Severity
 from bnstat.rules import RULES
@@ -79,6 +80,8 @@ def _pascal(name: str) -> str:
 
 
 def _uri(path: str) -> str:
+    if looks_like_url(path):  # already shown without credentials or query string
+        return path
     pure = PurePath(path)
     return pure.as_uri() if pure.is_absolute() else quote(pure.as_posix())
 

@@ -24,6 +24,7 @@ from bnstat.formats.text import (
     by_severity,
     checkpoint_title,
     exit_reason,
+    fetch_cost,
     grouped,
     location,
     min_abs_weight,
@@ -88,6 +89,8 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
     facts = [entry.format or "?", counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
+    if entry.cost is not None:
+        facts.append(fetch_cost(entry.cost))
     console.print(Text(" · ".join(facts), style="dim"))
     if entry.data is not None:
         run = entry.data

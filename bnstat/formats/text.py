@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
+from bnstat.report.inspection import (
+    CheckpointReport,
+    Distribution,
+    FetchCost,
+    Finding,
+    LayerReport,
+    Report,
+)
 from bnstat.report.severity import Severity
 from bnstat.report.verdict import Verdict
 from bnstat.wording import counted, span
@@ -37,6 +44,33 @@ class Located(Protocol):
 def checkpoint_title(entry: Located) -> str:
     """`path` or `path [ema]` when the file holds several models."""
     return f"{entry.path} [{entry.source}]" if entry.source else entry.path
+
+
+def fetch_cost(cost: FetchCost) -> str:
+    """`fetched 212 KiB of 2.00 GiB (0.01%) in 57 requests`."""
+    whole = ""
+    if cost.size:
+        whole = f" of {byte_size(cost.size)} ({percent(cost.fetched / cost.size)})"
+    return f"fetched {byte_size(cost.fetched)}{whole} in {counted(cost.requests, 'request')}"
+
+
+def byte_size(count: int) -> str:
+    """Bytes in binary units, three significant digits: `212 KiB`, `2.00 GiB`."""
+    value, unit = float(count), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1000:
+            break
+        value, unit = value / 1024, bigger
+    if unit == "B":
+        return f"{count} B"
+    digits = 0 if value >= 100 else 1 if value >= 10 else 2
+    return f"{value:.{digits}f} {unit}"
+
+
+def percent(fraction: float) -> str:
+    """`0.0098%`, `2.5%`, `100%`: two significant digits below 10%."""
+    value = fraction * 100
+    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%"
 
 
 def location(finding: Finding) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bnstat.errors import CheckpointError
+from bnstat.location import Location
 from bnstat.readers.followers import Follower
 
 
@@ -80,13 +81,23 @@ class RawCheckpoint:
     that the lazy tensors read from.
     """
 
-    path: Path
+    path: Location  # a file, or a URL (printed without its secrets)
     format: CheckpointFormat
     root: Any
     refused_globals: tuple[str, ...] = ()
     module_classes: dict[str, ModuleConstants] = field(default_factory=dict)
     layer_modules: dict[str, ModuleConstants] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def local_path(self) -> Path:
+        """The file on this machine, for the commands that run, copy or rewrite it whole
+        (they fetch a URL to a temporary file first: `remote.download`)."""
+        if isinstance(self.path, Path):
+            return self.path
+        if self.path.state.local is None:
+            raise CheckpointError(f"{self.path}: this needs the file fetched whole first")
+        return self.path.state.local
 
     def close(self) -> None:
         while self.closers:

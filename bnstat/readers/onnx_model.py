@@ -16,7 +16,7 @@ report says zero layers and BN013 says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +28,7 @@ from bnstat.errors import (
     MissingDependencyError,
     UnsupportedCheckpointError,
 )
+from bnstat.location import Location, Opened, open_bytes, within
 from bnstat.readers.base import CheckpointFormat, ModuleConstants, RawCheckpoint, printable
 from bnstat.readers.onnx_graph import (
     BATCHNORM,
@@ -41,7 +42,6 @@ from bnstat.tensor_ref import (
     ByteSource,
     FileRegion,
     MemoryRegion,
-    OpenFile,
     TensorRef,
     checked_numel,
 )
@@ -61,17 +61,20 @@ TYPED_FIELDS = {"float32": "float_data", "float64": "double_data", "int64": "int
 TYPED_FIELDS |= {"uint32": "uint64_data", "uint64": "uint64_data"}
 
 
-def load_model(path: Path, external_data: bool = False) -> ModelProto:
-    """The parsed ModelProto (external tensors left in their files unless asked for)."""
+def load_model(path: Location, external_data: bool = False) -> ModelProto:
+    """The parsed ModelProto (external tensors left in their files unless asked for, which
+    only a local model can be: recalibration reads a remote one from a local copy)."""
     try:
-        from onnx import load
+        from onnx import load, load_model_from_string
     except ImportError:
         raise MissingDependencyError("onnx", "onnx", "reading ONNX models") from None
     try:
-        return load(str(path), load_external_data=external_data)
+        if external_data:
+            return load(str(path), load_external_data=True)
+        return load_model_from_string(_whole(path))
     except OSError as err:
         raise CheckpointError(f"cannot read: {err.strerror or err}") from err
-    except MemoryError:
+    except (MemoryError, CheckpointError):
         raise
     except Exception as err:  # protobuf's DecodeError and whatever a corrupt file causes
         first_line = (str(err).splitlines() or [""])[0][:200]
@@ -80,13 +83,22 @@ def load_model(path: Path, external_data: bool = False) -> ModelProto:
         ) from err
 
 
-def external_data_files(path: Path) -> set[Path]:
+def _whole(path: Location) -> bytes:
+    """A model's bytes: the protobuf is parsed whole."""
+    file = open_bytes(path)
+    try:
+        return file.pread(0, file.size)
+    finally:
+        file.close()
+
+
+def external_data_files(path: Location) -> set[Location]:
     """The side files an ONNX model keeps tensors in (empty if it cannot be read here)."""
     try:
         model = load_model(path)
     except BnstatError:
         return set()
-    found = set()
+    found: set[Location] = set()
     for tensor in model.graph.initializer:
         location = next(
             (text(entry.value) for entry in tensor.external_data if entry.key == "location"),
@@ -97,7 +109,7 @@ def external_data_files(path: Path) -> set[Path]:
     return found
 
 
-def read_onnx(path: Path) -> RawCheckpoint:
+def read_onnx(path: Location) -> RawCheckpoint:
     """The BatchNorm tensors of every BatchNormalization node, eps from its attribute."""
     model = load_model(path)
     layers = batchnorm_nodes(model.graph)
@@ -138,9 +150,9 @@ def _all_tensors(model: ModelProto, tensors: StoredTensors) -> dict[str, TensorR
 class StoredTensors:
     """`TensorRef`s for stored ONNX tensors; every external-data file is opened once."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Location) -> None:
         self.folder = folder
-        self._files: dict[Path, OpenFile] = {}
+        self._files: dict[Location, Opened] = {}
 
     def close(self) -> None:
         for file in self._files.values():
@@ -203,7 +215,9 @@ class StoredTensors:
     def _external(self, tensor: TensorProto, nbytes: int, what: str) -> FileRegion:
         info = {text(entry.key): text(entry.value) for entry in tensor.external_data}
         location = info.get("location", "")
-        path = external_path(self.folder, location, what)
+        path = within(self.folder, location)
+        if path is None:
+            raise _outside(location, what)
         try:
             offset, length = int(info.get("offset", "0")), int(info.get("length", str(nbytes)))
         except ValueError:
@@ -213,11 +227,12 @@ class StoredTensors:
         file = self._files.get(path)
         if file is None:
             try:
-                file = self._files[path] = OpenFile(path)
-            except OSError as err:
+                file = self._files[path] = open_bytes(path)
+            except (OSError, CheckpointError) as err:
+                reason = err.strerror if isinstance(err, OSError) else None
                 raise CheckpointError(
                     f"{what}: external data file {printable(location, 80)} cannot be read: "
-                    f"{err.strerror or err}"
+                    f"{reason or err}"
                 ) from None
         if offset < 0 or length != nbytes or offset + length > file.size:
             raise CheckpointError(
@@ -229,19 +244,17 @@ class StoredTensors:
 
 def external_path(folder: Path, location: str, what: str) -> Path:
     """A side file named by a tensor, refused unless it lies inside the model's folder."""
-    relative = PurePosixPath(location)
-    inside = (folder / location).resolve()
-    if (
-        not location
-        or relative.is_absolute()
-        or ".." in relative.parts
-        or not inside.is_relative_to(folder.resolve())
-    ):
-        raise CheckpointError(
-            f"{what}: external data location {printable(location, 80)!r} is not a file "
-            "inside the model's folder"
-        )
+    inside = within(folder, location)
+    if inside is None:
+        raise _outside(location, what)
     return inside
+
+
+def _outside(location: str, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{what}: external data location {printable(location, 80)!r} is not a file "
+        "inside the model's folder"
+    )
 
 
 @dataclass(frozen=True)

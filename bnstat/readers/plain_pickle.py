@@ -17,25 +17,25 @@ stream names is reported like the outer pickle's own globals.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
+from bnstat.location import Location, Opened, open_bytes
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.pickle_scan import MAX_PICKLE_OPS, scan_globals
 from bnstat.readers.safe_pickle import filled, load_pickle, scan_pickle, unlisted_globals
 from bnstat.readers.torch_legacy import read_legacy_stream
-from bnstat.tensor_ref import ByteSource, OpenFile
+from bnstat.tensor_ref import ByteSource
 
 MAX_PLAIN_PICKLE_BYTES = 128 * 2**20  # read whole, unlike torch files: the tensors are inside
 LOAD_FROM_BYTES = ("torch.storage", "_load_from_bytes")
 LOADER = ".".join(LOAD_FROM_BYTES)
 
 
-def read_plain_pickle(path: Path) -> RawCheckpoint:
+def read_plain_pickle(path: Location) -> RawCheckpoint:
     """Read a plain pickle; its tensors are read from the nested torch streams."""
-    file = OpenFile(path)
+    file = open_bytes(path)
     checkpoint = RawCheckpoint(path, CheckpointFormat.PICKLE, None, closers=[file.close])
     return filled(checkpoint, lambda: _fill(checkpoint, file))
 
@@ -44,7 +44,7 @@ def _persistent_storage(key: str, dtype: DType, numel: int) -> ByteSource:
     raise CheckpointError("a plain pickle names a persistent storage, which only torch.save writes")
 
 
-def _fill(checkpoint: RawCheckpoint, file: OpenFile) -> None:
+def _fill(checkpoint: RawCheckpoint, file: Opened) -> None:
     if file.size > MAX_PLAIN_PICKLE_BYTES:
         raise CheckpointError(
             f"a plain pickle of {file.size} bytes: bnstat reads plain pickles whole, up to "

@@ -16,8 +16,9 @@ from typing import Any
 
 from bnstat.dtypes import DTYPES, OPAQUE_ITEMSIZES, SAFETENSORS_DTYPES, DType, opaque_dtype
 from bnstat.errors import CheckpointError
+from bnstat.location import Location, open_bytes
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint, parse_json
-from bnstat.tensor_ref import MAX_NUMEL, FileRegion, OpenFile, TensorRef, checked_numel
+from bnstat.tensor_ref import MAX_NUMEL, FileRegion, RandomAccess, TensorRef, checked_numel
 
 MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
 MAX_INDEX_BYTES = 64 * 2**20
@@ -40,7 +41,7 @@ def _brief(name: str) -> str:
     return repr(name) if len(name) <= 80 else repr(name[:80]) + "..."
 
 
-def _entry(info: Any, name: str, data_start: int, data_size: int, file: OpenFile) -> TensorRef:
+def _entry(info: Any, name: str, data_start: int, data_size: int, file: RandomAccess) -> TensorRef:
     if not isinstance(info, dict):
         raise CheckpointError(f"header entry {_brief(name)} is not an object")
     dtype = _dtype(info.get("dtype"), name)
@@ -83,7 +84,7 @@ def _check_no_overlap(tensors: dict[str, TensorRef]) -> None:
             )
 
 
-def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
+def parse_header(file: RandomAccess) -> tuple[dict[str, TensorRef], dict[str, str]]:
     """Validate a safetensors header; return lazy tensors and the `__metadata__` strings."""
     if file.size < 8:
         raise CheckpointError("file too short for a safetensors header")
@@ -107,9 +108,9 @@ def parse_header(file: OpenFile) -> tuple[dict[str, TensorRef], dict[str, str]]:
     return tensors, metadata
 
 
-def read_safetensors(path: Path) -> RawCheckpoint:
+def read_safetensors(path: Location) -> RawCheckpoint:
     """Read one safetensors file: a flat mapping of names to lazy tensors."""
-    file = OpenFile(path)
+    file = open_bytes(path)
     try:
         tensors, _ = parse_header(file)
     except BaseException:
@@ -118,18 +119,22 @@ def read_safetensors(path: Path) -> RawCheckpoint:
     return RawCheckpoint(path, CheckpointFormat.SAFETENSORS, tensors, closers=[file.close])
 
 
-def shard_names(path: Path) -> list[str]:
+def shard_names(path: Location) -> list[str]:
     """The shard file names a `*.safetensors.index.json` maps tensors to, one per tensor."""
-    if path.stat().st_size > MAX_INDEX_BYTES:
-        raise CheckpointError("shard index is larger than 64 MB")
-    index = parse_json(path.read_bytes(), "shard index")
+    file = open_bytes(path)
+    try:
+        if file.size > MAX_INDEX_BYTES:
+            raise CheckpointError("shard index is larger than 64 MB")
+        index = parse_json(file.pread(0, file.size), "shard index")
+    finally:
+        file.close()
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError("shard index has no valid weight_map")
     return list(weight_map.values())
 
 
-def read_sharded(path: Path) -> RawCheckpoint:
+def read_sharded(path: Location) -> RawCheckpoint:
     """Read a `*.safetensors.index.json` and every shard it names, as one mapping."""
     shards = shard_names(path)
     checkpoint = RawCheckpoint(path, CheckpointFormat.SAFETENSORS, {})
@@ -142,13 +147,15 @@ def read_sharded(path: Path) -> RawCheckpoint:
     return checkpoint
 
 
-def _read_shard(folder: Path, shard: str, checkpoint: RawCheckpoint) -> dict[str, TensorRef]:
+def _read_shard(folder: Location, shard: str, checkpoint: RawCheckpoint) -> dict[str, TensorRef]:
     if Path(shard).name != shard or shard in ("", ".", ".."):
         raise CheckpointError(f"shard index names {shard!r}, which is not a file beside it")
     try:
-        file = OpenFile(folder / shard)
+        file = open_bytes(folder / shard)
     except OSError as err:
         raise CheckpointError(f"shard {shard}: {err.strerror}") from err
+    except CheckpointError as err:
+        raise CheckpointError(f"shard {shard}: {err}") from err
     checkpoint.closers.append(file.close)
     try:
         return parse_header(file)[0]

@@ -9,10 +9,9 @@ bnstat cannot read get an error that says what they appear to be, which is more 
 from __future__ import annotations
 
 import enum
-import stat
-from pathlib import Path
 
 from bnstat.errors import CheckpointError, UnsupportedCheckpointError
+from bnstat.location import Location, first_bytes
 
 HEAD_BYTES = 64
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # what a legacy torch file pickles first
@@ -117,25 +116,10 @@ def _plausible(number: int, content: bytes) -> bool:
     return True
 
 
-def sniff(path: Path) -> Container:
-    """The container format of `path`, or a `CheckpointError` saying what the file is."""
-    try:
-        status = path.stat()
-        size = status.st_size
-        if stat.S_ISDIR(status.st_mode):
-            raise CheckpointError("is a directory, not a checkpoint file")
-        if not stat.S_ISREG(status.st_mode):  # a FIFO or a device: opening it can block
-            raise CheckpointError("not a regular file (a pipe, socket or device)")
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_BYTES)
-            handle.seek(257)
-            tar_magic = handle.read(5)
-    except FileNotFoundError:
-        raise CheckpointError("no such file") from None
-    except PermissionError:
-        raise CheckpointError("permission denied") from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read: {err.strerror or err}") from err
+def sniff(path: Location) -> Container:
+    """The container format of `path` (a file or a URL), or a `CheckpointError` saying
+    what the file is."""
+    head, tar_magic, size = first_bytes(path, HEAD_BYTES)
     if size == 0:
         raise CheckpointError("empty file (0 bytes)")
     return _container(head, tar_magic, size)

@@ -12,11 +12,11 @@ torch writes nothing, is scanned for the globals a payload there would call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
+from bnstat.location import Location, open_bytes
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.pickle_scan import PickleBudget, PickleScanner, scan_globals
 from bnstat.readers.safe_pickle import (
@@ -26,7 +26,7 @@ from bnstat.readers.safe_pickle import (
     unlisted_globals,
 )
 from bnstat.readers.sniff import MAGIC_NUMBER
-from bnstat.tensor_ref import BytesFile, ByteSource, FileRegion, OpenFile, RandomAccess
+from bnstat.tensor_ref import BytesFile, ByteSource, FileRegion, RandomAccess
 
 MAX_PICKLE_BYTES = 128 * 2**20
 
@@ -78,14 +78,14 @@ class _LegacyStorage:
         return self.region.read(start, length)
 
 
-def read_torch_legacy(path: Path) -> RawCheckpoint:
+def read_torch_legacy(path: Location) -> RawCheckpoint:
     """Read a legacy torch pickle; tensors stay on disk until read."""
-    file = OpenFile(path)
+    file = open_bytes(path)
     checkpoint = RawCheckpoint(path, CheckpointFormat.TORCH_LEGACY, None, closers=[file.close])
     return filled(checkpoint, lambda: _fill(checkpoint, file))
 
 
-def read_legacy_stream(data: bytes, path: Path, budget: PickleBudget) -> RawCheckpoint:
+def read_legacy_stream(data: bytes, path: Location, budget: PickleBudget) -> RawCheckpoint:
     """A legacy torch stream held in memory (one nested in a plain pickle), its pickles
     charged to `budget`; its tensors read from `data`."""
     stream = RawCheckpoint(path, CheckpointFormat.TORCH_LEGACY, None)

@@ -14,20 +14,21 @@ payload hidden there is reported like one in `data.pkl`.
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from bnstat.dtypes import DType
 from bnstat.errors import CheckpointError
+from bnstat.location import Location, open_bytes
 from bnstat.readers import pt2
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.readers.pickle_scan import scan_globals
 from bnstat.readers.safe_pickle import Opaque, filled, load_pickle, unlisted_globals
 from bnstat.readers.torchscript_code import class_constants
 from bnstat.readers.torchscript_graph import layer_followers
-from bnstat.tensor_ref import ByteSource, FileRegion, MemoryRegion, OpenFile
+from bnstat.tensor_ref import ByteSource, LazyRegion, MemoryRegion, RandomAccess
 
 MAX_PICKLE_BYTES = 128 * 2**20
 MAX_CODE_BYTES = 64 * 2**20
@@ -35,14 +36,62 @@ MAX_MEMBERS = 2**20  # a torch archive holds one member per storage, plus a few
 MAX_SCANNED_BYTES = 64 * 2**20  # of pickle members scanned for globals, not loaded
 MAX_INFLATED_BYTES = 256 * 2**20  # decompressed in all, for the rare compressed archive
 _LOCAL_HEADER = struct.Struct("<4s5HLLLHH")
+EXTRA_GUESS = 128  # local extra field bytes a remote read fetches with a member (torch: <= 84)
 
 
-@dataclass(frozen=True, slots=True)
-class ZipMemberRegion(FileRegion):
-    """A stored (uncompressed) archive member: its bytes, name and local header position."""
+class ZipMemberRegion(LazyRegion):
+    """A stored (uncompressed) archive member: its bytes, name and local header position.
 
-    name: str
-    header_offset: int
+    Its local header (whose extra field may differ from the central directory's) is read
+    when the member is first read, so that naming every storage costs nothing; a remote
+    file fetches the header with the bytes (up to EXTRA_GUESS bytes of extra field).
+    """
+
+    def __init__(self, file: RandomAccess, info: zipfile.ZipInfo) -> None:
+        self.name, self.header_offset = info.filename, info.header_offset
+        data = self.header_offset + _LOCAL_HEADER.size + len(info.orig_filename.encode())
+        reach = data + EXTRA_GUESS + info.file_size
+        super().__init__(file, info.file_size, self.header_offset, reach)
+
+    def locate(self) -> int:
+        header = self.file.pread(self.header_offset, _LOCAL_HEADER.size)
+        fields = _LOCAL_HEADER.unpack(header)
+        if fields[0] != b"PK\x03\x04":
+            raise CheckpointError(f"archive member {self.name} has a corrupt local header")
+        name_len, extra_len = fields[-2], fields[-1]
+        start: int = self.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        if start + self.size > self.file.size:
+            raise CheckpointError(
+                f"archive member {self.name} runs past the end of the file: truncated"
+            )
+        return start
+
+
+class _Stream(io.RawIOBase):
+    """A read-only file object over `RandomAccess`, for `zipfile` (local or remote alike)."""
+
+    def __init__(self, file: RandomAccess) -> None:
+        self._file, self._position = file, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._file.size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), self._file.size - self._position))
+        buffer[:count] = self._file.pread(self._position, count)
+        self._position += count
+        return count
 
 
 def archive_root(names: list[str]) -> str:
@@ -59,7 +108,7 @@ def is_torchscript(names: set[str], root: str) -> bool:
 class _Members:
     """Byte sources for archive members: raw file regions, or decompressed when deflated."""
 
-    def __init__(self, archive: zipfile.ZipFile, file: OpenFile) -> None:
+    def __init__(self, archive: zipfile.ZipFile, file: RandomAccess) -> None:
         self._archive = archive
         self._file = file
         self._cache: dict[str, ByteSource] = {}
@@ -86,17 +135,7 @@ class _Members:
         return source
 
     def _raw(self, info: zipfile.ZipInfo) -> ByteSource:
-        header = self._file.pread(info.header_offset, _LOCAL_HEADER.size)
-        fields = _LOCAL_HEADER.unpack(header)
-        if fields[0] != b"PK\x03\x04":
-            raise CheckpointError(f"archive member {info.filename} has a corrupt local header")
-        name_len, extra_len = fields[-2], fields[-1]
-        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-        if start + info.file_size > self._file.size:
-            raise CheckpointError(
-                f"archive member {info.filename} runs past the end of the file: truncated"
-            )
-        return ZipMemberRegion(self._file, start, info.file_size, info.filename, info.header_offset)
+        return ZipMemberRegion(self._file, info)
 
     def _inflate(self, info: zipfile.ZipInfo) -> ByteSource:
         if info.file_size > MAX_PICKLE_BYTES:
@@ -172,7 +211,7 @@ def _fill_torchscript(
         )
 
 
-def _member_count(file: OpenFile) -> int | None:
+def _member_count(file: RandomAccess) -> int | None:
     """Entries the end-of-central-directory record declares, read before zipfile parses it."""
     tail_start = max(0, file.size - 65557)
     tail = file.pread(tail_start, file.size - tail_start)
@@ -204,16 +243,16 @@ def _other_pickles(members: _Members, names: list[str], root: str) -> list[tuple
     return found
 
 
-def read_torch_zip(path: Path) -> RawCheckpoint:
+def read_torch_zip(path: Location) -> RawCheckpoint:
     """Read a torch zip or TorchScript archive; tensors stay on disk until read."""
-    file = OpenFile(path)
+    file = open_bytes(path)
     try:
         count = _member_count(file)
         if count is not None and count > MAX_MEMBERS:
             raise CheckpointError(
                 f"zip archive declares {count} members, over the limit of {MAX_MEMBERS}"
             )
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(_Stream(file))
     except CheckpointError:
         file.close()
         raise
@@ -233,7 +272,7 @@ def _fill_pt2(checkpoint: RawCheckpoint, members: _Members, names: set[str], roo
     checkpoint.layer_modules = pt2.layer_constants(root, names, members.source)
 
 
-def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: OpenFile) -> None:
+def _fill(checkpoint: RawCheckpoint, archive: zipfile.ZipFile, file: RandomAccess) -> None:
     names = archive.namelist()
     root = archive_root(names)
     name_set = set(names)

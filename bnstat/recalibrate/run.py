@@ -20,6 +20,7 @@ from bnstat.execution.model_options import RunRequest
 from bnstat.execution.planning import Resources
 from bnstat.execution.resources import disk, memory_budget
 from bnstat.execution.runtimes import open_model
+from bnstat.location import Location
 from bnstat.recalibrate.estimator import Method, estimate
 from bnstat.recalibrate.reporting import recalibration_report
 from bnstat.report.recalibration import RecalibrationReport
@@ -31,7 +32,7 @@ from bnstat.writers.target import check_target
 class Request:
     """Recalibrate `checkpoint` with the model and data of `run`; write `output`."""
 
-    checkpoint: Path
+    checkpoint: Location  # a URL is read from a local copy (`remote.download`)
     output: Path
     run: RunRequest
     method: Method = Method.EXACT

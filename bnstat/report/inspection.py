@@ -118,6 +118,16 @@ class ReadError:
 
 
 @dataclass(frozen=True)
+class FetchCost:
+    """What reading a checkpoint over the network cost: requests and bytes, against the
+    file's size (None when the server never said it)."""
+
+    size: int | None
+    fetched: int
+    requests: int
+
+
+@dataclass(frozen=True)
 class CheckpointReport:
     """One model found in one file; a file holding `model` and `ema` gives two of these."""
 
@@ -129,6 +139,7 @@ class CheckpointReport:
     findings: tuple[Finding, ...] = ()
     stripped_prefix: str = ""
     data: DataRun | None = None  # with --data: what the model was run on
+    cost: FetchCost | None = None  # for a URL: what reading it cost
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bnstat.data_fit import ChannelFit, fit, layer_data
 from bnstat.layer_batch import LayerBatch
 from bnstat.readers.base import RawCheckpoint
+from bnstat.remote.url import looks_like_url
 from bnstat.report.inspection import DataRun, LayerReport
 from bnstat.rules.base import DataFacts
 
@@ -41,6 +42,8 @@ class DataRequest:
     def recalibrate_command(self, checkpoint: str, source: str | None) -> str:
         """The `bnstat recalibrate` command line that fixes the statistics on this data."""
         path = Path(checkpoint)
+        if looks_like_url(checkpoint):  # a URL's recalibrated copy is written here
+            path = Path(path.name)
         output = path.with_name(f"{path.stem}.recalibrated{path.suffix}")
         chosen = ("--source", source) if source and "--source" not in self.arguments else ()
         words = ["bnstat", "recalibrate", checkpoint, "--data", str(self.run.data)]

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnstat.errors import BnstatError, CheckpointError, UsageError
+from bnstat.location import Location, first_bytes, parse_location
 from bnstat.readers.safetensors_file import shard_names
 from bnstat.readers.sniff import HEAD_BYTES, Container, looks_like_safetensors, sniff
+from bnstat.remote.url import RemoteOptions, RemoteUrl, looks_like_url, safe_text
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
 CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes
@@ -36,10 +38,10 @@ Sniffed = Container | CheckpointError  # what a file is, or why it is none bnsta
 
 @dataclass(frozen=True)
 class Input:
-    """One checkpoint to read: its path and what its content sniffed as (None: not
-    sniffed yet)."""
+    """One checkpoint to read: its path (or URL) and what its content sniffed as (None:
+    not sniffed yet)."""
 
-    path: Path
+    path: Location
     sniffed: Sniffed | None = None
 
 
@@ -51,16 +53,19 @@ class Inputs:
     skipped: int = 0
 
 
-def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
-    """The checkpoints for the given arguments, duplicates removed, order kept.
+def expand_inputs(
+    arguments: Sequence[str], allow_empty: bool = False, remote: RemoteOptions | None = None
+) -> Inputs:
+    """The checkpoints for the given arguments (paths, patterns or URLs, whose requests
+    obey `remote`), duplicates removed, order kept.
 
     Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`.
     """
     sniffer = _Sniffer()
-    paths: list[Path] = []
+    paths: list[Location] = []
     skipped = 0
     for argument in arguments:
-        found, passed_over = _expand(argument, sniffer)
+        found, passed_over = _expand(argument, sniffer, remote)
         if not found and not allow_empty:
             raise UsageError(_nothing_found(argument, passed_over))
         paths += found
@@ -72,9 +77,9 @@ class _Sniffer:
     """`sniff`, asked once per path."""
 
     def __init__(self) -> None:
-        self._known: dict[Path, Sniffed] = {}
+        self._known: dict[Location, Sniffed] = {}
 
-    def __call__(self, path: Path) -> Sniffed:
+    def __call__(self, path: Location) -> Sniffed:
         if path not in self._known:
             try:
                 self._known[path] = sniff(path)
@@ -82,22 +87,28 @@ class _Sniffer:
                 self._known[path] = err
         return self._known[path]
 
-    def container(self, path: Path) -> Container | None:
+    def container(self, path: Location) -> Container | None:
         """What the file sniffs as, or None when it is no checkpoint (or unreadable)."""
         found = self(path)
         return None if isinstance(found, CheckpointError) else found
 
 
-def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
+def _expand(
+    argument: str, sniffer: _Sniffer, remote: RemoteOptions | None
+) -> tuple[list[Location], int]:
     """(checkpoints, files skipped) for one argument."""
-    path = Path(argument)
+    path = parse_location(argument, remote)
+    if isinstance(path, RemoteUrl):
+        from bnstat.remote.listing import expand_url
+
+        return expand_url(path, lambda found: _choose(found, sniffer))
     if path.is_dir():
         return _scan_directory(path, sniffer)
     if path.is_file():
         return [_model_of_side_file(path, sniffer) or path], 0
     if path.exists() or not glob.has_magic(argument):
         return [path], 0  # a missing file is reported by the reader, with the others
-    found: list[Path] = []
+    found: list[Location] = []
     skipped = 0
     for match in sorted(glob.glob(argument, recursive=True)):
         if Path(match).is_dir():
@@ -109,7 +120,10 @@ def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
 
 
 def _nothing_found(argument: str, skipped: int) -> str:
-    if Path(argument).is_dir():
+    if looks_like_url(argument):
+        what = f" ({skipped} other file{'' if skipped == 1 else 's'})" if skipped else ""
+        where = f"at {safe_text(argument)}{what}"
+    elif Path(argument).is_dir():
         what = f"{skipped} other file{'' if skipped == 1 else 's'}" if skipped else "empty"
         where = f"in {argument} ({what})"
     else:
@@ -117,11 +131,16 @@ def _nothing_found(argument: str, skipped: int) -> str:
     return f"no checkpoints found {where}; pass --allow-empty if that is expected"
 
 
-def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
-    found: list[Path] = []
+def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Location], int]:
+    found: list[Location] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
+    return _choose(found, sniffer)
+
+
+def _choose(found: list[Location], sniffer: _Sniffer) -> tuple[list[Location], int]:
+    """(checkpoints, files skipped) among the files of a folder (or a remote listing)."""
     kinds = {path: sniffer.container(path) for path in found}
     candidates = [p for p, kind in kinds.items() if kind or _looks_like_checkpoint(p)]
     parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
@@ -147,32 +166,29 @@ def _model_of_side_file(path: Path, sniffer: _Sniffer) -> Path | None:
     return None
 
 
-def _looks_like_checkpoint(path: Path) -> bool:
+def _looks_like_checkpoint(path: Location) -> bool:
     """A file that does not sniff as a checkpoint but should be one: read it and report why
     it cannot be read, rather than skip it."""
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         return True
-    if not path.is_file():  # a pipe or a device: opening it can block
-        return False
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(HEAD_BYTES)
-    except OSError:
+    try:  # never opens a pipe or a device: that can block
+        head = first_bytes(path, HEAD_BYTES)[0]
+    except CheckpointError:
         return False
     return head.startswith(CHECKPOINT_STARTS) or looks_like_safetensors(head)
 
 
-def _onnx_side_files(models: Iterable[Path]) -> set[Path]:
+def _onnx_side_files(models: Iterable[Location]) -> set[Location]:
     """External-data files of these ONNX models: they are read with their model."""
     from bnstat.readers.onnx_model import external_data_files
 
-    side: set[Path] = set()
+    side: set[Location] = set()
     for path in models:
         side |= external_data_files(path)
     return side
 
 
-def _shards(indexes: Iterable[Path]) -> Iterable[Path]:
+def _shards(indexes: Iterable[Location]) -> Iterable[Location]:
     """The shard files named by shard indexes (the index itself is what gets analysed)."""
     for index in indexes:
         try:

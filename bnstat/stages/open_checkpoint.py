@@ -9,15 +9,15 @@ safetensors file never loads the pickle machinery, nor an ONNX model the zip rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from bnstat.errors import CheckpointError, unreachable
+from bnstat.location import Location
 from bnstat.readers.base import RawCheckpoint
 from bnstat.readers.sniff import Container, sniff
 
 
 def open_checkpoint(
-    path: Path, sniffed: Container | CheckpointError | None = None
+    path: Location, sniffed: Container | CheckpointError | None = None
 ) -> RawCheckpoint:
     """Open any supported checkpoint; use it as a context manager to release the file.
 
@@ -28,7 +28,7 @@ def open_checkpoint(
     return reader(found)(path)
 
 
-def reader(container: Container) -> Callable[[Path], RawCheckpoint]:
+def reader(container: Container) -> Callable[[Location], RawCheckpoint]:
     """The reader of a container."""
     match container:
         case Container.ZIP:

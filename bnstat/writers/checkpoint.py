@@ -85,8 +85,8 @@ def _patched_copy(raw: RawCheckpoint, patches: list[Patch], output: Path) -> Non
     members = {
         patch.tensor.source for patch in patches if isinstance(patch.tensor.source, ZipMemberRegion)
     }
-    with atomic_output(output, like=raw.path) as temporary:
-        copy_into(raw.path, temporary)
+    with atomic_output(output, like=raw.local_path) as temporary:
+        copy_into(raw.local_path, temporary)
         with open(temporary, "r+b") as handle:
             for offset, data in writes:
                 handle.seek(offset)

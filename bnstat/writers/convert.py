@@ -35,7 +35,7 @@ def write_converted(
     tensors = {key: torch_tensor(ref) for key, ref in state.tensors.items()}
     for patch in patches:
         tensors[patch.key] = _replaced(tensors[patch.key], patch)
-    with atomic_output(output, like=raw.path) as temporary:
+    with atomic_output(output, like=raw.local_path) as temporary:
         if output_is_safetensors(output, raw):
             save_file(
                 {k: v.contiguous() for k, v in tensors.items()},

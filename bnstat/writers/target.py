@@ -51,7 +51,7 @@ def output_is_safetensors(output: Path, raw: RawCheckpoint) -> bool:
 
 def check_target(raw: RawCheckpoint, output: Path, in_place: bool) -> None:
     """Refuse to overwrite the input unless told to, and refuse impossible targets."""
-    same = output.exists() and os.path.samefile(output, raw.path)
+    same = output.exists() and os.path.samefile(output, raw.local_path)
     if same and not in_place:
         raise UsageError(
             f"--output {output} is the input checkpoint: pass --in-place to overwrite it"

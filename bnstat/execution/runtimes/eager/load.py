@@ -152,7 +152,8 @@ def _key_list(kind: str, keys: list[str]) -> str:
 def _unpickle_module(raw: RawCheckpoint, state: StateDict) -> nn.Module:
     """The pickled module at `state.name` in the file (trusted by --unsafe-load)."""
     loaded = run_loader(
-        lambda: torch.load(raw.path, map_location="cpu", weights_only=False), "unpickle the module"
+        lambda: torch.load(raw.local_path, map_location="cpu", weights_only=False),
+        "unpickle the module",
     )
     for part in (state.name or "").split("/") if state.name else ():
         loaded = loaded[int(part)] if isinstance(loaded, list | tuple) else loaded[part]

@@ -82,7 +82,9 @@ def open_program(raw: RawCheckpoint, request: ModelRequest) -> Model:
     refuse_code(raw, request.spec)
     refuse_arch(request.spec, "a torch.export program")
     state = choose_state(raw, request.spec.source)
-    program = run_loader(lambda: torch.export.load(str(raw.path)), "load the torch.export program")
+    program = run_loader(
+        lambda: torch.export.load(str(raw.local_path)), "load the torch.export program"
+    )
     checkpoint = Checkpoint(raw, state)
     return exported_model(program.module(), request.torch_device(), checkpoint, request.input_key)
 

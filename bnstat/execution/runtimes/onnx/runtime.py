@@ -172,5 +172,7 @@ def open_onnx(raw: RawCheckpoint, request: ModelRequest) -> Model:
     if not nodes:
         raise ModelError("the model has no BatchNormalization nodes (folded away?): nothing to do")
     tensors = StoredTensors(raw.path.parent)  # the data is loaded: it opens no file
-    store = OnnxStatistics(raw.path, {node.name: _stored_stats(node, tensors) for node in nodes})
+    store = OnnxStatistics(
+        raw.local_path, {node.name: _stored_stats(node, tensors) for node in nodes}
+    )
     return Model(OnnxRunner(model, nodes, store, request), store)

@@ -102,7 +102,7 @@ def open_torchscript(raw: RawCheckpoint, request: ModelRequest) -> Model:
     state = choose_state(raw, request.spec.source)
     device = request.torch_device()
     module = run_loader(
-        lambda: torch.jit.load(str(raw.path), map_location=device),  # type: ignore[no-untyped-call]
+        lambda: torch.jit.load(str(raw.local_path), map_location=device),  # type: ignore[no-untyped-call]
         "load the TorchScript archive",
     )
     return script_model(module, device, Checkpoint(raw, state), request.input_key)

@@ -1,0 +1,187 @@
+"""A remote file as `RandomAccess`: exact byte ranges, merged, fetched in parallel, counted.
+
+Opening costs one metadata request (size and validator) and, in parallel, the file's
+first HEAD and last TAIL bytes: the format's magic bytes, a safetensors header or a torch
+pickle, a zip archive's end record and central directory. Readers then `prefetch` the
+spans they are about to read (every BatchNorm tensor of a model, with the zip headers in
+front of them): spans closer than GAP are merged, those already fetched dropped, and the
+rest fetched PARALLEL at a time. Any other `pread` is one request for exactly its bytes.
+fsspec's read-ahead block cache is never used: nothing is fetched that was not asked for.
+
+429 and 5xx answers are retried RETRIES times, after a pause that doubles (or the
+server's Retry-After, up to MAX_PAUSE). A server that ignores ranges is read from the
+start as one stream, up to `--max-download` bytes, else refused. Every request and byte
+is counted in the URL's `Cost`, which the report shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from bnstat.errors import CheckpointError
+from bnstat.remote.faults import RangesIgnored, causes, explain, retryable
+from bnstat.remote.url import RemoteUrl
+from bnstat.tensor_ref import past_end
+
+HEAD = 64 * 2**10
+TAIL = 128 * 2**10
+GAP = 32 * 2**10  # bytes between two spans fetched in one request rather than two
+PIECE = 16 * 2**20  # a longer read is fetched in pieces of this size, in parallel
+PARALLEL = 16  # requests in flight together for one file
+RETRIES = 4
+FIRST_PAUSE = 0.2  # seconds before the first retry; doubled for each next one
+MAX_PAUSE = 5.0
+KEEP = 2**20  # single reads up to this size are kept for a later reader of the file
+
+T = TypeVar("T")
+
+
+class Fetcher(Protocol):
+    """One scheme's way to learn a file's size and fetch its ranges."""
+
+    def open(self) -> int: ...
+
+    def fetch(self, start: int, end: int) -> bytes: ...
+
+    def whole(self, limit: int) -> bytes: ...
+
+
+def _fetcher(url: RemoteUrl) -> Fetcher:
+    if url.scheme in ("http", "https"):
+        from bnstat.remote.http import HttpFetcher
+
+        return HttpFetcher(url)
+    from bnstat.remote.store import StoreFetcher
+
+    return StoreFetcher(url)
+
+
+class RemoteFile:
+    """The bytes of a URL, fetched as the readers ask for them."""
+
+    def __init__(self, url: RemoteUrl) -> None:
+        self.url = url
+        self.known = url.state
+        self.name = str(url)
+        first = self.known.handle is None and self.known.size is None
+        if self.known.handle is None:
+            fetcher = _fetcher(url)
+            size = self._attempt(fetcher.open)
+            self.known.handle = fetcher
+            self.known.size = size if self.known.size is None else self.known.size
+        self.size: int = self.known.size or 0
+        if first:
+            self.prefetch(_ends(self.size))
+
+    @property
+    def _fetcher(self) -> Fetcher:
+        fetcher: Fetcher = self.known.handle
+        return fetcher
+
+    def close(self) -> None:
+        """Nothing to release: the connection pool belongs to the filesystem library."""
+
+    def pread(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise past_end(self.name, offset, length, self.size)
+        found = self.known.cached(offset, length)
+        if found is not None:
+            return found
+        if length > PIECE:
+            end = offset + length
+            pieces = [(a, min(a + PIECE, end)) for a in range(offset, end, PIECE)]
+            return b"".join(self._fetch_all(pieces))
+        data = self._fetch(offset, offset + length)
+        if length <= KEEP:
+            self.known.keep(offset, data)
+        return data
+
+    def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Fetch these (start, end) spans now, merged and in parallel, for later reads."""
+        wanted = [
+            (start, end)
+            for start, end in merge(spans, GAP)
+            if 0 <= start < end <= (self.known.size or 0)
+            and self.known.cached(start, end - start) is None
+        ]
+        for (start, _), data in zip(wanted, self._fetch_all(wanted), strict=True):
+            self.known.keep(start, data)
+
+    def _fetch_all(self, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+        if len(spans) <= 1:
+            return [self._fetch(start, end) for start, end in spans]
+        with ThreadPoolExecutor(min(PARALLEL, len(spans))) as pool:
+            return list(pool.map(lambda span: self._fetch(*span), spans))
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        if self.known.whole is None:
+            try:
+                data = self._attempt(lambda: self._fetcher.fetch(start, end))
+            except RangesIgnored:
+                self._stream_whole()
+            else:
+                if len(data) != end - start:
+                    raise CheckpointError(
+                        f"{self.name}: truncated body: {len(data)} of {end - start} bytes"
+                    )
+                self.known.cost.add(0, len(data))
+                return data
+        assert self.known.whole is not None
+        return self.known.whole[start:end]
+
+    def _stream_whole(self) -> None:
+        """The server ignores ranges: the whole file, once, within --max-download."""
+        with self.known.lock:
+            if self.known.whole is None:
+                limit = self.url.options.max_download
+                data = self._attempt(lambda: self._fetcher.whole(limit))
+                if len(data) != self.size:
+                    raise CheckpointError(
+                        f"{self.name}: truncated body: {len(data)} of {self.size} bytes"
+                    )
+                self.known.cost.add(0, len(data))
+                self.known.whole = data
+
+    def _attempt(self, call: Callable[[], T]) -> T:
+        """One request, retried on 429 and 5xx; every failure is a `CheckpointError`."""
+        for attempt in range(RETRIES):
+            self.known.cost.add(1, 0)
+            try:
+                return call()
+            except RangesIgnored:
+                raise
+            except Exception as err:
+                if attempt + 1 < RETRIES and retryable(err):
+                    time.sleep(_pause(err, attempt))
+                    continue
+                raise explain(err, self.url) from err
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _ends(size: int) -> list[tuple[int, int]]:
+    """The first reads of a file: its head and its tail (one span for a small file)."""
+    return [(0, min(size, HEAD)), (max(0, size - TAIL), size)]
+
+
+def merge(spans: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Sorted spans, those less than `gap` bytes apart joined into one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1] + gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _pause(err: BaseException, attempt: int) -> float:
+    """The server's Retry-After when it gives a number, else a doubling pause."""
+    for item in causes(err):
+        headers = getattr(item, "headers", None) or {}
+        after = str(headers.get("Retry-After", "")) if hasattr(headers, "get") else ""
+        if after.strip().isdigit():
+            return min(float(after), MAX_PAUSE)
+    return min(FIRST_PAUSE * 2.0**attempt, MAX_PAUSE)
