@@ -22,9 +22,14 @@ cache to disk (and that it gives the same statistics).
 The accuracy part (`recalibrate_digits.py`: the sample digits model, three kinds of broken
 statistics, three batch sizes, against `update_bn`) runs after it, as a child process.
 
+`--part scale` (`recalibrate_scale.py`) runs the user's scale: JPEG photos of ImageNet
+sizes through a full-width ResNet-50, at `--photos 256,1024,4096`, against a DataLoader
+with `update_bn`; it takes about an hour on 2 cores and is not part of `all`.
+
 Usage, from the repository root:
 
     python benchmarks/bench_recalibrate.py [--repeat 3] [--samples 512] [--part all|speed|digits]
+    python benchmarks/bench_recalibrate.py --part scale [--photos 256,1024,4096] [--keep DIR]
 
 Targets are reported as PASS/FAIL; the exit status does not depend on them. This process
 never imports torch, so the peak RSS of the children is their own (see `_measure`).
@@ -44,6 +49,7 @@ from typing import Any
 
 from _measure import Measurement, measure, run_once
 from _report import bnstat_entry, machine_summary, print_table
+from recalibrate_scale import print_scale, scale
 
 HERE = Path(__file__).resolve().parent
 ARCH = f"{HERE / 'resnet_model.py'}:build_resnet"
@@ -259,7 +265,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up")
     parser.add_argument("--samples", type=int, default=512, help="calibration samples")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--part", choices=["all", "speed", "digits"], default="all")
+    parser.add_argument("--part", choices=["all", "speed", "digits", "scale"], default="all")
+    parser.add_argument("--photos", default="256,1024,4096", help="sizes of the scale part")
     parser.add_argument("--keep", type=Path, help="folder for the inputs, reused if present")
     return parser.parse_args(argv)
 
@@ -267,6 +274,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(machine_summary(), flush=True)
+    if args.part == "scale":
+        counts = [int(text) for text in args.photos.split(",")]
+        folder = args.keep or Path(tempfile.mkdtemp(prefix="bnstat-scale-"))
+        print_scale(scale(folder, counts))
+        return
     if args.part in ("all", "speed"):
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,7 @@ class Run:
     debug: bool
     allow_empty: bool = False
     remote: RemoteOptions | None = None  # --timeout and --max-download, for URLs
+    progress: bool = True  # bars on a terminal while a model runs on data
 
 
 def _data_request(folder: Path | None, run: RunFlags) -> DataRequest | None:
@@ -94,7 +95,8 @@ def _analyze(
     inputs = expand_inputs(checkpoints, run.allow_empty, run.remote)
     with _local_copies(inputs.items if data is not None else []):
         report = with_progress(
-            lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
+            lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress),
+            run.progress,
         )
     report = replace(report, skipped=inputs.skipped)
     if not run.allow_empty:
@@ -171,7 +173,8 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
                           None if fail_on is None else fail_on.value, eps,
                           tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
         shown = Run(show_layers, format, output, jobs, baseline, write_baseline, debug,
-                    allow_empty, remote_options(timeout, max_download))  # fmt: skip
+                    allow_empty, remote_options(timeout, max_download),
+                    run.display.progress)  # fmt: skip
         return _report(shown, checkpoints, flags, _data_request(data, run))
 
     report.__doc__ = summary

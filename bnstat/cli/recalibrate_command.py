@@ -55,7 +55,9 @@ SweepsOpt = Annotated[
         "--sweeps", "--passes", metavar="N",
     ),
 ]  # fmt: skip
-VerifyOpt = Annotated[bool, option("Measure eval-mode consistency afterwards (one more pass).")]
+VerifyOpt = Annotated[
+    bool, option("Check the result through the whole model on one batch in sixteen.")
+]
 InPlaceOpt = Annotated[bool, option("Overwrite the input checkpoint (atomically).", "--in-place")]
 ReportOpt = Annotated[
     Path | None, option("Also write the before/after report as JSON.", metavar="FILE")
@@ -101,7 +103,9 @@ def recalibrate(
         in_place=in_place,
     )
     with _local_copy(location):
-        result = with_progress(lambda progress: recalibrate_file(request, progress))
+        result = with_progress(
+            lambda progress: recalibrate_file(request, progress), run.display.progress
+        )
     if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
     return result

@@ -72,6 +72,7 @@ BatchSizeOpt = Annotated[int, option("Samples per forward pass.", metavar="N")]
 WorkersOpt = Annotated[
     int | None, option("Image decoding processes [default: min(4, CPUs)].", metavar="N")
 ]
+ProgressOpt = Annotated[bool, option("Progress bars while the model runs (on a terminal only).")]
 CacheOpt = Annotated[
     int | None,
     option(
@@ -166,11 +167,19 @@ class DataFlags:
 
 
 @dataclass(frozen=True)
+class Display:
+    """How a run shows itself: progress bars on a terminal, unless turned off."""
+
+    progress: ProgressOpt = True
+
+
+@dataclass(frozen=True)
 class RunFlags:
-    """The model and data options of one command."""
+    """The model and data options of one command, and how it shows its progress."""
 
     model: ModelFlags
     loading: DataFlags
+    display: Display = Display()
 
     def request(self, data: Path) -> RunRequest:
         """The library's request to run the model on the data in `data`."""
@@ -207,14 +216,18 @@ def _parameters(flags: type[Any]) -> list[inspect.Parameter]:
     ]
 
 
-RUN_PARAMETERS = (*_parameters(ModelFlags), *_parameters(DataFlags))
-_MODEL = tuple(item.name for item in fields(ModelFlags))
-_DATA = tuple(item.name for item in fields(DataFlags))
+RUN_PARAMETERS = (*_parameters(ModelFlags), *_parameters(DataFlags), *_parameters(Display))
+_GROUPS: tuple[type[Any], ...] = (ModelFlags, DataFlags, Display)
+
+
+def _taken(values: dict[str, Any], group: type[Any]) -> Any:
+    """The flags dataclass `group`, from (and out of) the parsed values."""
+    return group(**{item.name: values.pop(item.name) for item in fields(group)})
 
 
 def with_run_options(function: Callable[..., Result]) -> Callable[..., Result]:
     """The command `function`, whose `run: RunFlags` parameter typer sees as the options
-    of `ModelFlags` and `DataFlags`, after the command's own."""
+    of `ModelFlags`, `DataFlags` and `Display`, after the command's own."""
     signature = inspect.signature(function)
     hints = get_type_hints(function, include_extras=True)
     own = [
@@ -227,9 +240,8 @@ def with_run_options(function: Callable[..., Result]) -> Callable[..., Result]:
 
     @functools.wraps(function)
     def command(**values: Any) -> Result:
-        model = ModelFlags(**{name: values.pop(name) for name in _MODEL})
-        loading = DataFlags(**{name: values.pop(name) for name in _DATA})
-        return function(**values, run=RunFlags(model, loading))
+        model, loading, display = (_taken(values, group) for group in _GROUPS)
+        return function(**values, run=RunFlags(model, loading, display))
 
     command.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=parameters, return_annotation=hints.get("return", Result)

@@ -4,7 +4,7 @@ a budget when there is no plan.
 A segment's outputs are cached per batch until the last segment that reads them has run
 (`schedule.Plan.release`). With a plan (`planning.CachePlan`), each value's batches go
 where it says: the first ones in device memory, the next in host memory, the rest to a
-file of the value in a temporary folder; a recomputed value is not cached at all. Without
+file of the value in a temporary folder (a recomputed value never comes here). Without
 one (data of unknown size), tensors stay in host memory while the total, with what
 `held_elsewhere` reports, is within `budget` bytes, and go to disk beyond it.
 
@@ -177,8 +177,6 @@ class ActivationCache:
 
     def put(self, value: int, batch: int, item: Any) -> None:
         place = self._place(value, batch, item)
-        if place == "recomputed":
-            return
         size = nbytes(item)
         if place == "disk":
             self._items[value, batch] = self._spills.write(value, item)
@@ -191,13 +189,11 @@ class ActivationCache:
         self._peak = max(self._peak, self._in_memory + self._on_disk)
 
     def _place(self, value: int, batch: int, item: Any) -> str:
-        """recomputed (not kept), kept (as it is, where it is), host, or disk."""
+        """kept (as it is, where it is), host, or disk."""
         if not isinstance(item, torch.Tensor) or value in self.pinned:
             return "kept"
         placement = self.placements.get(value) if self.placements is not None else None
         if placement is not None:
-            if placement.recompute:
-                return "recomputed"
             if batch < placement.device:
                 return "kept"
             return "host" if batch < placement.device + placement.memory else "disk"

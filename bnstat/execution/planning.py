@@ -30,22 +30,13 @@ from dataclasses import dataclass, field
 
 from bnstat.errors import NamesArguments
 from bnstat.execution.profile import Profile
-from bnstat.execution.resources import Budget, Disk
+from bnstat.execution.resources import Budget, Device, Disk
 from bnstat.execution.schedule import Plan, replan
 from bnstat.wording import counted
 
 DISK_MARGIN = 0.9  # of the free space, the most a plan fills
 RESERVE_FACTOR = 3  # a batch's working set, kept free of cached values: segment, read-ahead
 GB = 2**30
-
-
-@dataclass(frozen=True)
-class Device:
-    """An accelerator: memory for cached values on it, and copies to and from the host."""
-
-    name: str
-    memory: int
-    copy_speed: float  # bytes/s each way
 
 
 @dataclass(frozen=True)
@@ -115,20 +106,22 @@ def _size(count: float) -> str:
 class BudgetError(NamesArguments):
     """The sweep's cache fits neither the memory budget nor the temporary folder."""
 
-    def __init__(self, needed: int, disk: Disk, samples: int, fits: int, budget: int) -> None:
-        super().__init__(needed, disk, samples, fits, budget)
-        self.needed, self.disk, self.samples = needed, disk, samples
+    def __init__(
+        self, needed: int, memory: int, disk: Disk, samples: int, fits: int, budget: int
+    ) -> None:
+        super().__init__(needed, memory, disk, samples, fits, budget)
+        self.needed, self.memory, self.disk, self.samples = needed, memory, disk, samples
         self.fits, self.budget = fits, budget  # samples that would fit; memory that would
 
     def named(self, name: Callable[[str], str]) -> str:
-        short = self.needed - self.disk.free * DISK_MARGIN
+        disk_needed = (self.needed - self.memory) / DISK_MARGIN
         return (
-            f"the exact sweep needs {self.needed / GB:.1f} GB for the values it keeps between "
+            f"the exact sweep needs {_size(self.needed)} for the values it keeps between "
             f"segments over {self.samples} samples, more than {name('cache_mb')} allows "
-            f"plus the {self.disk.free / GB:.1f} GB free in {self.disk.folder}: use "
+            f"plus the {_size(self.disk.free)} free in {self.disk.folder}: use "
             f"{name('max_samples')} {self.fits} or fewer, {name('cache_mb')} "
-            f"{self.budget // 2**20 + 1} or more, or a TMPDIR with "
-            f"{(short + self.disk.free) / GB:.0f} GB free (nothing was run)"
+            f"{self.budget // 2**20 + 1} or more, or a TMPDIR with {_size(disk_needed)} free "
+            "(nothing was run)"
         )
 
 
@@ -143,6 +136,7 @@ class _Value:
     reads: int
     pinned: bool
     remake: float | None  # seconds to recompute it once for every sample; None: it cannot be
+    sources: tuple[int, ...] = ()  # the cached values it is recomputed from
     placed: list[float] = field(default_factory=list)  # bytes per place: memories, then disk
     recompute: bool = False
 
@@ -167,10 +161,10 @@ def plan_cache(
     values = _values(plan, profile, samples, len(memories))
     stages = len(plan.segments)
     for level, capacity in enumerate(memories):
-        _relieve(list(values.values()), level, capacity, stages, _move(resources, level))
+        _relieve(values, level, capacity, stages, _move(resources, level))
     room = int(resources.disk.free * DISK_MARGIN)
     disk = len(memories)
-    _fit_disk(list(values.values()), disk, room, stages)
+    _fit_disk(values, disk, room, stages)
     if _peak(values.values(), disk, stages) > room:
         raise _refusal(list(values.values()), memories[-1], resources, samples, stages)
     recompute = frozenset(v.number for v in values.values() if v.recompute)
@@ -198,9 +192,10 @@ def _values(plan: Plan, profile: Profile, samples: int, memories: int) -> dict[i
             share = len(cached.closure.ops) / max(len(spec.ops), 1)
             remake = profile.segment_seconds[cached.stage] * min(share, 1.0) * samples
         placed = [size] + [0.0] * memories
+        sources = cached.closure.inputs if cached.closure is not None else ()
         values[number] = _Value(
             number, size, cached.stage, last.get(number, cached.stage), len(cached.reads),
-            number in plan.pinned, remake, placed,
+            number in plan.pinned, remake, sources, placed,
         )  # fmt: skip
     return values
 
@@ -223,20 +218,21 @@ def _peak(values: object, level: int, stages: int) -> int:
     return int(max((_usage(every, level, s) for s in range(stages)), default=0.0))
 
 
-def _relieve(values: list[_Value], level: int, capacity: int, stages: int, move: Move) -> None:
+def _relieve(values: dict[int, _Value], level: int, capacity: int, stages: int, move: Move) -> None:
     """Move bytes out of memory `level` until no stage holds more than `capacity`: each
     time the value cheapest to move, per byte and per stage it relieves."""
+    every = list(values.values())
     while True:
-        overflow, stage = max((_usage(values, level, s) - capacity, s) for s in range(stages))
+        overflow, stage = max((_usage(every, level, s) - capacity, s) for s in range(stages))
         if overflow <= 0:
             return
-        movable = [v for v in values if v.live(stage) and v.placed[level] > 0 and not v.pinned]
+        movable = [v for v in every if v.live(stage) and v.placed[level] > 0 and not v.pinned]
         if not movable:
             return  # pinned values stay where they are made
         chosen = min(movable, key=lambda v: _per_byte(v, move) / (v.last - v.first + 1))
         cost = chosen.recompute_cost()
         if cost is not None and cost < chosen.size * move(chosen):
-            _recompute(chosen)
+            _recompute(values, chosen)
             continue
         amount = min(chosen.placed[level], overflow)
         chosen.placed[level] -= amount
@@ -250,19 +246,31 @@ def _per_byte(value: _Value, move: Move) -> float:
     return moving if cost is None or value.size <= 0 else min(moving, cost / value.size)
 
 
-def _recompute(value: _Value) -> None:
+def _recompute(values: dict[int, _Value], value: _Value) -> None:
+    """Remake `value` where read: it leaves every place, and what it is remade from stays
+    until its last reader."""
     value.recompute = True
     value.placed = [0.0] * len(value.placed)
+    _outlive(values, value.sources, value.last)
 
 
-def _fit_disk(values: list[_Value], disk: int, room: int, stages: int) -> None:
+def _outlive(values: dict[int, _Value], sources: tuple[int, ...], stage: int) -> None:
+    for number in sources:
+        source = values[number]
+        if source.recompute:  # itself remade, from what it is made of
+            _outlive(values, source.sources, stage)
+        else:
+            source.last = max(source.last, stage)
+
+
+def _fit_disk(values: dict[int, _Value], disk: int, room: int, stages: int) -> None:
     """Where the disk is short, recompute what is on it, cheapest per byte first."""
-    candidates = [v for v in values if v.remake is not None and v.placed[disk] > 0]
+    candidates = [v for v in values.values() if v.remake is not None and v.placed[disk] > 0]
     candidates.sort(key=lambda v: (v.recompute_cost() or 0.0) / max(v.placed[disk], 1.0))
     for value in candidates:
-        if _peak(values, disk, stages) <= room:
+        if _peak(values.values(), disk, stages) <= room:
             return
-        _recompute(value)
+        _recompute(values, value)
 
 
 def _refusal(
@@ -274,7 +282,7 @@ def _refusal(
     per_sample = needed / max(samples, 1)
     fits = int((memory + room) / per_sample) if per_sample else samples
     budget = resources.memory.bytes + int(needed - memory - room)
-    return BudgetError(int(needed), resources.disk, samples, max(fits, 1), budget)
+    return BudgetError(int(needed), memory, resources.disk, samples, max(fits, 1), budget)
 
 
 def _summary(

@@ -1,11 +1,13 @@
-"""What the machine offers a run: memory, a temporary folder's free space and its speed.
+"""What the machine offers a run: memory, a temporary folder's free space and its speed,
+and an accelerator's memory.
 
 The activation cache of an exact sweep is planned against these before the first pass
 (`planning`): a memory budget (the user's `cache_mb`, else half of the memory available
 when the run starts, which the report states), the free space of the folder that spills
-go to (the standard temporary folder, `TMPDIR`), and how fast that folder writes and reads
-back, measured once per process on a small file. The numbers are estimates for a plan;
-nothing here holds memory or disk.
+go to (the standard temporary folder, `TMPDIR`), how fast that folder writes and reads
+back, measured once per process on a small file, and on a CUDA device half of its free
+memory with the speed of a copy to the host and back. The numbers are estimates for a
+plan; nothing here holds memory or disk.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import torch
+
 SHARE_OF_AVAILABLE = 0.5  # of the memory available at the start: the default budget
 PROBE_BYTES = 64 * 2**20  # written and read back to measure the temporary folder
 
@@ -32,6 +36,15 @@ class Disk:
     free: int
     write_speed: float
     read_speed: float
+
+
+@dataclass(frozen=True)
+class Device:
+    """An accelerator: memory for cached values on it, and copies to and from the host."""
+
+    name: str
+    memory: int
+    copy_speed: float  # bytes/s each way
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,24 @@ def _speeds(folder: str) -> tuple[float, float]:
     finally:
         os.close(handle)
         os.unlink(name)
+
+
+COPY_PROBE_BYTES = 64 * 2**20
+
+
+def accelerator(device: torch.device) -> Device | None:
+    """A CUDA device's tier for the cache: half its free memory, and its copy speed."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    probe = torch.empty(COPY_PROBE_BYTES, dtype=torch.uint8, device=device)
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    host = probe.to("cpu")
+    probe.copy_(host)
+    torch.cuda.synchronize(device)
+    speed = 2 * COPY_PROBE_BYTES / max(time.perf_counter() - start, 1e-6)
+    return Device(str(device), int(free * SHARE_OF_AVAILABLE), speed)
 
 
 def release_freed_memory() -> None:

@@ -18,7 +18,7 @@ from bnstat.execution.loop import Progress
 from bnstat.execution.model import fitted_options
 from bnstat.execution.model_options import RunRequest
 from bnstat.execution.planning import Resources
-from bnstat.execution.resources import disk, memory_budget
+from bnstat.execution.resources import accelerator, disk, memory_budget
 from bnstat.execution.runtimes import open_model
 from bnstat.location import Location
 from bnstat.recalibrate.estimator import Method, estimate
@@ -53,7 +53,7 @@ def recalibrate_file(request: Request, progress: Progress | None = None) -> Reca
         data = FolderData(run.data, replace(options, cache_bytes=budget.bytes), rank, world_size)
         result = estimate(
             model, data, request.method, request.sweeps, request.verify, progress,
-            resources=Resources(budget, disk()),
+            resources=Resources(budget, disk(), accelerator(model.runner.accumulate_on)),
         )  # fmt: skip
         writes = distributed.is_writer()
         if writes:

@@ -51,6 +51,7 @@ class _Segments:
     ) -> None:
         self.runner, self.store, self.plan, self.cache = model.runner, model.store, plan, cache
         self.witness = witness
+        self.kept = set(plan.cached) - plan.recomputed  # what later segments read
         self.sizes: list[int] = []  # samples in each cached batch
 
     def begin(self, spec: SegmentSpec) -> None:
@@ -78,7 +79,8 @@ class _Segments:
         if self.witness is not None:
             self.witness.saw(index, found)
         for value, item in outputs.items():
-            self.cache.put(value, index, item)
+            if value in self.kept:  # not a measured value that nothing reads again
+                self.cache.put(value, index, item)
 
     def end(self, batches: int) -> None:
         self.cache.flush()

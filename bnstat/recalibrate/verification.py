@@ -29,7 +29,7 @@ from bnstat.execution.model import Model, ModelRunner
 from bnstat.execution.moments import Moments
 from bnstat.report.recalibration import PassRecord
 
-EVERY = 12  # one batch in this many is kept and measured again
+EVERY = 16  # one batch in this many is kept and measured again
 
 
 class Witness:
