@@ -6,8 +6,10 @@ found there is a checkpoint when its content sniffs as one; it is also taken (an
 reported as unreadable if it cannot be read) when it looks like one: a checkpoint
 extension, or content that starts like a pickle, a zip archive or a safetensors file.
 Everything else (text, images, JSON side files) is skipped and counted. Shards named by
-a `*.safetensors.index.json` are analysed through their index, not one by one, and the
-external-data files of an ONNX model with it (also when one is named on its own).
+a shard index (`*.safetensors.index.json`, `pytorch_model.bin.index.json`) are analysed
+through their index, not one by one, and the external-data files of an ONNX model with
+it, also when one is named on its own or matched by a pattern; a file named several ways
+is read once.
 
 An argument that yields no checkpoint at all (an empty folder, a folder of other files,
 a pattern matching nothing) is an error: a CI job pointed at the wrong place must not
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnstat.errors import BnstatError, CheckpointError, UsageError
-from bnstat.readers.safetensors_file import shard_names
+from bnstat.readers.shards import shard_names
 from bnstat.readers.sniff import HEAD_BYTES, Container, looks_like_safetensors, sniff
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
@@ -65,7 +67,10 @@ def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs
             raise UsageError(_nothing_found(argument, passed_over))
         paths += found
         skipped += passed_over
-    return Inputs([Input(path, sniffer(path)) for path in dict.fromkeys(paths)], skipped)
+    first: dict[Path, Path] = {}  # one file named several ways (a shard and its index, ...)
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    return Inputs([Input(path, sniffer(path)) for path in first.values()], skipped)
 
 
 class _Sniffer:
@@ -94,7 +99,7 @@ def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
     if path.is_dir():
         return _scan_directory(path, sniffer)
     if path.is_file():
-        return [_model_of_side_file(path, sniffer) or path], 0
+        return [_model_of(path, sniffer)], 0
     if path.exists() or not glob.has_magic(argument):
         return [path], 0  # a missing file is reported by the reader, with the others
     found: list[Path] = []
@@ -104,7 +109,7 @@ def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
             in_folder, passed_over = _scan_directory(Path(match), sniffer)
             found, skipped = found + in_folder, skipped + passed_over
         else:
-            found.append(Path(match))
+            found.append(_model_of(Path(match), sniffer))
     return found, skipped
 
 
@@ -133,12 +138,22 @@ def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
     return taken, len(skipped)
 
 
-def _model_of_side_file(path: Path, sniffer: _Sniffer) -> Path | None:
-    """The ONNX model beside `path` that keeps its tensors in it, if `path` is no checkpoint
-    itself: a side file named on its own (pre-commit names the files that changed) stands
-    for its model."""
-    if sniffer.container(path) is not None:
-        return None
+def _model_of(path: Path, sniffer: _Sniffer) -> Path:
+    """The checkpoint a file found on its own belongs to (pre-commit names the files that
+    changed): the shard index beside a shard that it names, the ONNX model beside an
+    external-data file; else the file itself."""
+    if sniffer.container(path) is None:
+        return _onnx_model_of(path, sniffer) or path
+    for index in sorted(path.parent.glob("*.json")):
+        if sniffer.container(index) is Container.SHARD_INDEX and path.resolve() in set(
+            _shards([index])
+        ):
+            return index
+    return path
+
+
+def _onnx_model_of(path: Path, sniffer: _Sniffer) -> Path | None:
+    """The ONNX model beside `path` that keeps its tensors in it."""
     for model in sorted(path.parent.glob("*.onnx")):
         if sniffer.container(model) is Container.ONNX and path.resolve() in _onnx_side_files(
             [model]
@@ -176,6 +191,6 @@ def _shards(indexes: Iterable[Path]) -> Iterable[Path]:
     """The shard files named by shard indexes (the index itself is what gets analysed)."""
     for index in indexes:
         try:
-            yield from (index.parent / name for name in set(shard_names(index)))
+            yield from ((index.parent / name).resolve() for name in set(shard_names(index)))
         except (BnstatError, OSError):
             continue  # the index itself is reported when analysed
