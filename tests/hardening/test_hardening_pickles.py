@@ -28,6 +28,7 @@ RECALIBRATED_ROUTES = (
     "subprocess.run",
     "builtins.eval",
     "getattr-chain",
+    "getattr-called",
     "compile+FunctionType",
     "setstate-gadget",
     "STACK_GLOBAL",
