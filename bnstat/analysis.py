@@ -22,13 +22,14 @@ from bnstat import __version__
 from bnstat.errors import (
     BnstatError,
     MissingDependencyError,
+    NoModelError,
     UnsafeCheckpointError,
     UnsupportedCheckpointError,
     UsageError,
     internal_error,
 )
 from bnstat.readers.base import RawCheckpoint, printable
-from bnstat.report.inspection import CheckpointReport, ErrorKind, ReadError, Report
+from bnstat.report.inspection import CheckpointReport, ErrorKind, ReadError, Report, SkippedFile
 from bnstat.rules.base import RuleInput
 from bnstat.settings import Settings
 from bnstat.stages.expand_inputs import Input
@@ -74,9 +75,9 @@ def analyze(
             results = list(pool.map(task, items))
     else:
         results = [task(item) for item in items]
-    return Report(
-        tuple(entry for result in results for entry in result), settings.fail_on, __version__
-    )
+    entries = tuple(entry for result in results if isinstance(result, list) for entry in result)
+    skipped = tuple(result for result in results if isinstance(result, SkippedFile))
+    return Report(entries, settings.fail_on, __version__, no_model=skipped)
 
 
 def require_selected_layers(report: Report, settings: Settings) -> None:
@@ -94,6 +95,19 @@ def require_selected_layers(report: Report, settings: Settings) -> None:
         )
 
 
+def require_models(report: Report, scanned: Sequence[tuple[str, frozenset[Path]]]) -> None:
+    """A `UsageError` when a folder or pattern yields files that all hold no model (a
+    trainer folder whose weights are missing): a gate pointed there must not pass."""
+    skipped = {Path(side.path).resolve(): side for side in report.no_model}
+    for argument, found in scanned:
+        if found and found <= skipped.keys():
+            names = ", ".join(Path(skipped[path].path).name for path in sorted(found))
+            raise UsageError(
+                f"no model found in {argument}: {counted(len(found), 'file')} holding none "
+                f"({names}); pass --allow-empty if that is expected"
+            )
+
+
 def worker_count(jobs: int | None, files: int) -> int:
     if jobs is not None:
         return max(1, min(jobs, files))
@@ -106,7 +120,7 @@ def _analyze_one(
     debug: bool,
     data: DataRequest | None = None,
     progress: Progress | None = None,
-) -> list[CheckpointReport]:
+) -> list[CheckpointReport] | SkippedFile:
     try:
         return analyze_file(item, settings, data, progress)
     except Exception as err:  # a bad file, or a bug: either way the other files still run
@@ -134,14 +148,21 @@ def analyze_file(
     settings: Settings,
     data: DataRequest | None = None,
     progress: Progress | None = None,
-) -> list[CheckpointReport]:
+) -> list[CheckpointReport] | SkippedFile:
     """One entry per model found in the file (e.g. `model` and `ema`).
 
-    NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
+    A file that holds no model is one entry with a BN013 note saying what it holds, or,
+    found by a folder scan or a pattern, a `SkippedFile`. NaN and infinite statistics
+    are findings (BN001), not numpy warnings on stderr.
     """
-    path, sniffed = (item.path, item.sniffed) if isinstance(item, Input) else (item, None)
-    with open_checkpoint(path, sniffed) as raw, np.errstate(all="ignore"):
-        models = models_to_read(raw)
+    item = item if isinstance(item, Input) else Input(item)
+    with open_checkpoint(item.path, item.sniffed) as raw, np.errstate(all="ignore"):
+        try:
+            models = models_to_read(raw)
+        except NoModelError as err:
+            if not item.named:
+                return SkippedFile(str(item.path), str(err))
+            return [_report(raw, StateDict(None), [], settings, True, None, str(err))]
         on_data = None
         if data is not None:
             from bnstat.stages.diagnose import OnData
@@ -160,8 +181,10 @@ def _report(
     settings: Settings,
     first: bool,
     on_data: OnData | None,
+    no_model: str | None = None,
 ) -> CheckpointReport:
-    """The report stage: one model's layers and findings (and data run) together."""
+    """The report stage: one model's layers and findings (and data run) together; or,
+    with `no_model`, a file that holds none, and what it holds instead."""
     batch = read_layers(refs, settings.eps)
     layers = layer_reports(batch)
     facts, run = None, None
@@ -171,7 +194,7 @@ def _report(
         diagnosed = diagnose_model(raw, state.name, batch, layers, settings.thresholds, on_data)
         facts, layers, run = diagnosed.facts, diagnosed.layers, diagnosed.run
     refused = raw.refused_globals if first else ()
-    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts)
+    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts, no_model)
     return CheckpointReport(
         path=str(raw.path),
         format=raw.format.value,

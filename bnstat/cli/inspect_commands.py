@@ -110,7 +110,7 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     """The report of the checkpoints, baseline applied (and maybe written)."""
     from dataclasses import replace
 
-    from bnstat.analysis import analyze, require_selected_layers
+    from bnstat.analysis import analyze, require_models, require_selected_layers
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.cli.progress import with_progress
     from bnstat.stages.expand_inputs import expand_inputs
@@ -125,6 +125,7 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     )
     report = replace(report, skipped=inputs.skipped)
     if not run.allow_empty:
+        require_models(report, inputs.scanned)
         require_selected_layers(report, settings)
     if run.write_baseline is not None:
         _write(run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline")

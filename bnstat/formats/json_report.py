@@ -31,6 +31,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "bnstat", "version": report.tool_version},
         "checkpoints": [_checkpoint(c) for c in report.checkpoints],
+        "skipped_files": [{"path": s.path, "reason": s.contents} for s in report.no_model],
         "summary": {
             "checkpoints": summary.checkpoints,
             "layers": summary.layers,

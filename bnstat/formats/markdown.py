@@ -13,6 +13,7 @@ from bnstat.formats.text import (
     min_abs_weight,
     number,
     severity_counts,
+    skipped_lines,
     summary_line,
     value_range,
 )
@@ -27,6 +28,8 @@ def render_markdown(report: Report, display: Display) -> str:
     lines = [f"## bnstat: {summary_line(report)}", ""]
     for entry in report.checkpoints:
         lines += _checkpoint(entry, display.layers)
+    if report.no_model:
+        lines += [*(f"- {_cell(line)}" for line in skipped_lines(report)), ""]
     lines += [f"_{exit_reason(report, display.exit_code)}_", ""]
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ from bnstat.formats.text import (
     min_abs_weight,
     number,
     severity_counts,
+    skipped_lines,
     summary_line,
     value_range,
 )
@@ -65,6 +66,8 @@ def render_table(report: Report, display: Display) -> str:
     console, buffer = string_console(display.color, display.width)
     for entry in report.checkpoints:
         _print_checkpoint(console, entry, display.layers)
+    for line in skipped_lines(report):
+        console.print(Text(line, style="dim"), overflow="fold")
     console.print(Text(summary_line(report), style="bold"))
     code = display.exit_code
     console.print(Text(exit_reason(report, code), style="red" if code else "green"))

@@ -9,7 +9,7 @@ from typing import Protocol
 from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
 from bnstat.report.severity import Severity
 from bnstat.report.verdict import Verdict
-from bnstat.wording import counted, span
+from bnstat.wording import counted, plural, span
 
 
 def number(value: float | None) -> str:
@@ -92,10 +92,14 @@ def summary_line(report: Report) -> str:
         f"{severity_counts(report.findings)}"
     )
     text += f", {summary.unreadable} unreadable" if summary.unreadable else ""
-    skipped = summary.skipped
-    return text + (
-        f"; {skipped} other file{'' if skipped == 1 else 's'} skipped" if skipped else ""
-    )
+    skipped = [f"{counted(len(report.no_model), 'file')} holding no model"] * bool(report.no_model)
+    skipped += [f"{report.skipped} other {plural('file', report.skipped)}"] * bool(report.skipped)
+    return text + (f"; {' and '.join(skipped)} skipped" if skipped else "")
+
+
+def skipped_lines(report: Report) -> list[str]:
+    """One line per file the folder scans skipped because it holds no model."""
+    return [f"skipped {side.path}: {side.contents}" for side in report.no_model]
 
 
 def exit_reason(report: Report, code: int) -> str:

@@ -132,6 +132,15 @@ class CheckpointReport:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file a folder scan found that reads fine but holds no model (an optimizer state,
+    training arguments), and what it holds instead."""
+
+    path: str
+    contents: str
+
+
+@dataclass(frozen=True)
 class Summary:
     checkpoints: int
     layers: int
@@ -139,7 +148,7 @@ class Summary:
     warning: int
     info: int
     unreadable: int
-    skipped: int = 0  # files in the folders searched that are not checkpoints
+    skipped: int = 0  # files in the folders searched that are not checkpoints, or no model
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ class Report:
     fail_on: FailOn = FailOn.ERROR
     tool_version: str = field(default="")
     skipped: int = 0  # files in the folders searched that are not checkpoints
+    no_model: tuple[SkippedFile, ...] = ()  # files the folder scans found holding no model
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -167,7 +177,7 @@ class Report:
             warning=counts[Severity.WARNING],
             info=counts[Severity.INFO],
             unreadable=sum(1 for c in self.checkpoints if c.error is not None),
-            skipped=self.skipped,
+            skipped=self.skipped + len(self.no_model),
         )
 
     @property

@@ -38,19 +38,23 @@ Sniffed = Container | CheckpointError  # what a file is, or why it is none bnsta
 
 @dataclass(frozen=True)
 class Input:
-    """One checkpoint to read: its path and what its content sniffed as (None: not
-    sniffed yet)."""
+    """One checkpoint to read: its path, what its content sniffed as (None: not sniffed
+    yet), and whether it was named (on the command line, not found by a folder scan or a
+    pattern: a named file that holds no model is reported, not skipped)."""
 
     path: Path
     sniffed: Sniffed | None = None
+    named: bool = True
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """The checkpoints to analyse, and how many files the folder scans skipped."""
+    """The checkpoints to analyse, how many files the folder scans skipped, and the
+    files each folder or pattern argument yielded (resolved)."""
 
     items: list[Input]
     skipped: int = 0
+    scanned: tuple[tuple[str, frozenset[Path]], ...] = ()
 
 
 def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
@@ -61,16 +65,24 @@ def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs
     sniffer = _Sniffer()
     paths: list[Path] = []
     skipped = 0
+    named: set[Path] = set()
+    scanned: list[tuple[str, frozenset[Path]]] = []
     for argument in arguments:
         found, passed_over = _expand(argument, sniffer)
         if not found and not allow_empty:
             raise UsageError(_nothing_found(argument, passed_over))
+        resolved = frozenset(path.resolve() for path in found)
+        if Path(argument).is_file():
+            named |= resolved
+        else:
+            scanned.append((argument, resolved))
         paths += found
         skipped += passed_over
     first: dict[Path, Path] = {}  # one file named several ways (a shard and its index, ...)
     for path in paths:
         first.setdefault(path.resolve(), path)
-    return Inputs([Input(path, sniffer(path)) for path in first.values()], skipped)
+    items = [Input(path, sniffer(path), key in named) for key, path in first.items()]
+    return Inputs(items, skipped, tuple(scanned))
 
 
 class _Sniffer:

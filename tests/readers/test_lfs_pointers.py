@@ -7,10 +7,10 @@ named or found in a folder, alone or as a shard; the rest still runs.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
-from conftest import report_json
 from repositories import SPLITS_A_LAYER, healthy_state_dict, lfs_pointer, write_sharded
 from zoo import SAMPLES
 
@@ -38,7 +38,7 @@ def test_a_pointer_in_a_folder_is_reported_and_the_rest_still_runs(cli, tmp_path
     (tmp_path / "ema.safetensors").write_bytes(lfs_pointer(SAMPLES / "healthy.safetensors"))
     result = cli("check", tmp_path, "--format", "json")
     assert result.exit_code == 2
-    errors = {c["path"]: c["error"] for c in report_json(result)["checkpoints"]}
+    errors = {c["path"]: c["error"] for c in json.loads(result.stdout)["checkpoints"]}
     assert errors[str(tmp_path / "healthy.safetensors")] is None
     assert all(hint in errors[str(tmp_path / "ema.safetensors")] for hint in HINTS)
 

@@ -8,9 +8,10 @@ tests, and the decisions here name each condition.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from conftest import report_json
 from zoo import SAMPLES, ManyNorms
 
 from bnstat.readers.pickle_risk import executes_code, harmless_lookup, lookup_name
@@ -25,7 +26,7 @@ def _state_dict() -> dict[str, torch.Tensor]:
 
 def _rules(cli, path) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     result = cli("check", path, "--format", "json")
-    (entry,) = report_json(result)["checkpoints"]
+    (entry,) = json.loads(result.stdout)["checkpoints"]
     return [(f["rule"], f["message"]) for f in entry["findings"]]
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import report_json
 from repositories import SPLITS_A_LAYER, healthy_state_dict, split_layers, write_sharded
 
 from bnstat.readers.base import CheckpointFormat
@@ -42,7 +41,7 @@ def _shards(index: Path) -> list[Path]:
 
 def _checkpoints(result) -> list[dict]:  # type: ignore[no-untyped-def]
     assert result.exit_code == 0, result.stderr
-    return report_json(result)["checkpoints"]
+    return json.loads(result.stdout)["checkpoints"]
 
 
 def test_the_index_is_recognised_after_long_metadata(sharded):
@@ -136,7 +135,7 @@ def test_a_shard_with_a_code_running_pickle_is_still_an_error(cli, tmp_path):
     torch.save({**contents, "hook": _Payload()}, shard)
     result = cli("check", index, "--format", "json")
     assert result.exit_code == 1
-    (entry,) = report_json(result)["checkpoints"]
+    (entry,) = json.loads(result.stdout)["checkpoints"]
     assert [f["rule"] for f in entry["findings"]] == ["BN011"]
     assert "system" in entry["findings"][0]["message"]  # posix.system, as os.system pickles
 
