@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from bnstat.errors import (
     internal_error,
 )
 from bnstat.readers.base import RawCheckpoint, printable
+from bnstat.readers.model_config import config_eps
 from bnstat.report.inspection import CheckpointReport, ErrorKind, ReadError, Report, SkippedFile
 from bnstat.rules.base import RuleInput
 from bnstat.settings import Settings
@@ -152,10 +154,14 @@ def analyze_file(
     """One entry per model found in the file (e.g. `model` and `ema`).
 
     A file that holds no model is one entry with a BN013 note saying what it holds, or,
-    found by a folder scan or a pattern, a `SkippedFile`. NaN and infinite statistics
-    are findings (BN001), not numpy warnings on stderr.
+    found by a folder scan or a pattern, a `SkippedFile`. Layers whose file records no
+    eps take the one a `config.json` beside it states, else the settings' (`--eps`).
+    NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
     """
     item = item if isinstance(item, Input) else Input(item)
+    eps_config = config_eps(item.path)
+    if eps_config is not None:
+        settings = replace(settings, eps=eps_config.eps)
     with open_checkpoint(item.path, item.sniffed) as raw, np.errstate(all="ignore"):
         try:
             models = models_to_read(raw)
@@ -169,7 +175,7 @@ def analyze_file(
 
             on_data = OnData(data, progress, sum(1 for _, refs in models if refs) > 1)
         return [
-            _report(raw, state, refs, settings, index == 0, on_data)
+            replace(_report(raw, state, refs, settings, index == 0, on_data), eps_config=eps_config)
             for index, (state, refs) in enumerate(models)
         ]
 

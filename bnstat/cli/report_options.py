@@ -48,7 +48,11 @@ LayersOpt = Annotated[
 ]
 EpsOpt = Annotated[
     float | None,
-    option("eps to assume where the file does not record it [default: 1e-05].", metavar="FLOAT"),
+    option(
+        "eps to assume where neither the file nor a config.json beside it records it "
+        "[default: 1e-05].",
+        metavar="FLOAT",
+    ),
 ]
 ThresholdOpt = Annotated[
     list[str] | None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bnstat.formats.display import Display
 from bnstat.formats.text import (
     checkpoint_title,
+    eps_note,
     exit_reason,
     location,
     min_abs_weight,
@@ -42,7 +43,7 @@ def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
     title = f"<code>{_cell(checkpoint_title(entry))}</code>"
     if entry.error is not None:
         return [f"**{title}: could not be read:** {_cell(entry.error.message)}", ""]
-    status = severity_counts(entry.findings)
+    status = ", ".join([severity_counts(entry.findings)] + [n for n in (eps_note(entry),) if n])
     lines = [
         f"<details{' open' if entry.findings else ''}><summary>{title}: "
         f"{counted(len(entry.layers), 'layer')}, {status}</summary>",

@@ -23,6 +23,7 @@ from bnstat.formats.text import (
     FindingGroup,
     by_severity,
     checkpoint_title,
+    eps_note,
     exit_reason,
     grouped,
     location,
@@ -91,6 +92,7 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
     facts = [entry.format or "?", counted(len(entry.layers), "layer")]
     if entry.stripped_prefix:
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
+    facts += [note for note in (eps_note(entry),) if note]
     console.print(Text(" · ".join(facts), style="dim"))
     if entry.data is not None:
         run = entry.data

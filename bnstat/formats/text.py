@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Protocol
 
 from bnstat.report.inspection import CheckpointReport, Distribution, Finding, LayerReport, Report
@@ -117,6 +118,23 @@ def exit_reason(report: Report, code: int) -> str:
     elif passing:
         reasons.append(f"{', '.join(passing)} below --fail-on {fail_on.value}")
     return f"exit {code}: {'; '.join(reasons) or 'no findings'}"
+
+
+def eps_source(entry: CheckpointReport, layer: LayerReport) -> str:
+    """Where a layer's eps came from: the file itself, the model's configuration file
+    beside it, or what the settings assume (--eps, [tool.bnstat], else 1e-5)."""
+    if layer.eps_from_file:
+        return "file"
+    return "config" if entry.eps_config is not None else "assumed"
+
+
+def eps_note(entry: CheckpointReport) -> str | None:
+    """`eps 0.001 from config.json (batch_norm_eps)`, when the model's configuration file
+    gave the eps of the layers the checkpoint does not record it for."""
+    config = entry.eps_config
+    if config is None or all(layer.eps_from_file for layer in entry.layers):
+        return None
+    return f"eps {config.eps:g} from {PurePath(config.path).name} ({config.key})"
 
 
 def min_abs_weight(layer: LayerReport) -> float | None:

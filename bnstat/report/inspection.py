@@ -67,6 +67,15 @@ class DataRun:
     input: str = ""  # what the model was fed, in words
 
 
+@dataclass(frozen=True)
+class EpsConfig:
+    """The eps a model's configuration file states for its BatchNorm layers."""
+
+    path: str
+    key: str  # "batch_norm_eps", or an architecture's own key
+    eps: float
+
+
 @dataclass(frozen=True, eq=False)
 class LayerReport:
     """One normalization layer: what it is and how its statistics are distributed."""
@@ -129,6 +138,7 @@ class CheckpointReport:
     findings: tuple[Finding, ...] = ()
     stripped_prefix: str = ""
     data: DataRun | None = None  # with --data: what the model was run on
+    eps_config: EpsConfig | None = None  # the eps of layers whose file does not record it
 
 
 @dataclass(frozen=True)
