@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData)
     report = _analyze(run, checkpoints, flags, on_data)
     code = exit_code(report)
     table = run.fmt is InspectFormat.TABLE and run.output is None
-    text = inspect_emitter(run.fmt)(report, display(table, layers=run.layers, exit_code=code))
+    shown = display(table, layers=run.layers, exit_code=code, directory=os.getcwd())
+    text = inspect_emitter(run.fmt)(report, shown)
     if run.output is None:
         sys.stdout.write(text)
     else:
