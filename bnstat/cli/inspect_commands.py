@@ -19,6 +19,7 @@ from bnstat.cli.report_options import (
     ConfigOpt,
     DataDirOpt,
     EpsOpt,
+    ExcludeOpt,
     FailOnOpt,
     FormatOpt,
     IgnoreOpt,
@@ -120,7 +121,7 @@ def _analyze(run: Run, checkpoints: list[str], flags: RuleFlags, on_data: OnData
     settings = flags.settings()
     known = load_baseline(run.baseline) if run.baseline is not None else None
     data = on_data.request()
-    inputs = expand_inputs(checkpoints, run.allow_empty)
+    inputs = expand_inputs(checkpoints, run.allow_empty, settings.exclude)
     report = with_progress(
         lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress)
     )
@@ -181,7 +182,8 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
     def report(
         checkpoints: Checkpoints, format: FormatOpt = InspectFormat.TABLE, output: OutputOpt = None,
         fail_on: FailOnOpt = None, select: SelectOpt = None, ignore: IgnoreOpt = None,
-        layers: LayersOpt = None, eps: EpsOpt = None, threshold: ThresholdOpt = None,
+        layers: LayersOpt = None, exclude: ExcludeOpt = None, eps: EpsOpt = None,
+        threshold: ThresholdOpt = None,
         config: ConfigOpt = None, baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, data: DataDirOpt = None,
         arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = "{}", source: SourceOpt = None,
@@ -194,7 +196,8 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
     ) -> Result:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
-                          tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
+                          tuple(threshold or ()), tuple(layers or ()),
+                          tuple(exclude or ()))  # fmt: skip
         run = Run(show_layers, format, output, jobs, baseline, write_baseline, debug, allow_empty)
         on_data = OnData(
             data,

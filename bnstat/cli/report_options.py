@@ -76,6 +76,14 @@ DataDirOpt = Annotated[
         metavar="DIR",
     ),
 ]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    option(
+        "Leave out the files this glob matches, relative to the folder or pattern they are "
+        "found through (repeatable; a glob without / matches any file or folder name).",
+        metavar="GLOB",
+    ),
+]
 JobsOpt = Annotated[
     int | None,
     option("Processes for many checkpoints [default: one per CPU].", metavar="N", minimum=1),
@@ -100,6 +108,7 @@ class RuleFlags:
     eps: float | None = None
     thresholds: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     def settings(self) -> Settings:
         """Defaults, then the config file (or nearest pyproject.toml), then these flags."""
@@ -111,5 +120,5 @@ class RuleFlags:
         base = load_config(source) if source is not None else Settings()
         return with_overrides(
             base, select=self.select, ignore=self.ignore, fail_on=self.fail_on, eps=self.eps,
-            thresholds=self.thresholds, layers=self.layers,
+            thresholds=self.thresholds, layers=self.layers, exclude=self.exclude,
         )  # fmt: skip

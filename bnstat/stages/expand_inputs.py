@@ -27,6 +27,7 @@ from pathlib import Path
 from bnstat.errors import BnstatError, CheckpointError, UsageError
 from bnstat.readers.shards import shard_names
 from bnstat.readers.sniff import HEAD_BYTES, Container, looks_like_safetensors, sniff
+from bnstat.stages.exclude import Exclusion, relative_to_pattern
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".onnx", ".tar"}
 CHECKPOINT_SUFFIXES |= {".pkl", ".pickle"}  # pickles of protocol 0 and 1 have no magic bytes
@@ -57,20 +58,27 @@ class Inputs:
     scanned: tuple[tuple[str, frozenset[Path]], ...] = ()
 
 
-def expand_inputs(arguments: Sequence[str], allow_empty: bool = False) -> Inputs:
-    """The checkpoints for the given arguments, duplicates removed, order kept.
+def expand_inputs(
+    arguments: Sequence[str], allow_empty: bool = False, exclude: Sequence[str] = ()
+) -> Inputs:
+    """The checkpoints for the given arguments, duplicates removed, order kept, files
+    matching an `exclude` glob left out (`stages.exclude`; counted as skipped).
 
-    Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`.
+    Raises `UsageError` for an argument that yields no checkpoint, unless `allow_empty`
+    (or the argument names a file that is excluded: nothing to do is what was asked).
     """
     sniffer = _Sniffer()
+    excluded = Exclusion(exclude)
     paths: list[Path] = []
     skipped = 0
     named: set[Path] = set()
     scanned: list[tuple[str, frozenset[Path]]] = []
     for argument in arguments:
-        found, passed_over = _expand(argument, sniffer)
-        if not found and not allow_empty:
-            raise UsageError(_nothing_found(argument, passed_over))
+        before = excluded.matched
+        found, passed_over = _expand(argument, sniffer, excluded)
+        left_out = excluded.matched - before
+        if not found and not allow_empty and not (left_out and Path(argument).is_file()):
+            raise UsageError(_nothing_found(argument, passed_over, left_out))
         resolved = frozenset(path.resolve() for path in found)
         if Path(argument).is_file():
             named |= resolved
@@ -105,40 +113,49 @@ class _Sniffer:
         return None if isinstance(found, CheckpointError) else found
 
 
-def _expand(argument: str, sniffer: _Sniffer) -> tuple[list[Path], int]:
-    """(checkpoints, files skipped) for one argument."""
+def _expand(argument: str, sniffer: _Sniffer, excluded: Exclusion) -> tuple[list[Path], int]:
+    """(checkpoints, files skipped or excluded) for one argument."""
     path = Path(argument)
     if path.is_dir():
-        return _scan_directory(path, sniffer)
+        return _scan_directory(path, sniffer, excluded)
     if path.is_file():
-        return [_model_of(path, sniffer)], 0
+        return ([], 1) if excluded(path) else ([_model_of(path, sniffer)], 0)
     if path.exists() or not glob.has_magic(argument):
         return [path], 0  # a missing file is reported by the reader, with the others
     found: list[Path] = []
     skipped = 0
     for match in sorted(glob.glob(argument, recursive=True)):
-        if Path(match).is_dir():
-            in_folder, passed_over = _scan_directory(Path(match), sniffer)
+        if excluded(relative_to_pattern(match, argument)):
+            skipped += 1
+        elif Path(match).is_dir():
+            in_folder, passed_over = _scan_directory(Path(match), sniffer, excluded)
             found, skipped = found + in_folder, skipped + passed_over
         else:
             found.append(_model_of(Path(match), sniffer))
     return found, skipped
 
 
-def _nothing_found(argument: str, skipped: int) -> str:
+def _nothing_found(argument: str, skipped: int, excluded: int) -> str:
     if Path(argument).is_dir():
-        what = f"{skipped} other file{'' if skipped == 1 else 's'}" if skipped else "empty"
-        where = f"in {argument} ({what})"
+        others = skipped - excluded
+        what = [f"{others} other file{'' if others == 1 else 's'}"] * bool(others)
+        what += [f"{excluded} excluded"] * bool(excluded)
+        where = f"in {argument} ({', '.join(what) or 'empty'})"
     else:
         where = f"by {argument}: no file matches the pattern"
     return f"no checkpoints found {where}; pass --allow-empty if that is expected"
 
 
-def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
+def _scan_directory(folder: Path, sniffer: _Sniffer, excluded: Exclusion) -> tuple[list[Path], int]:
     found: list[Path] = []
+    left_out = 0
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += (Path(root) / name for name in sorted(files) if not name.startswith("."))
+        here = Path(root).relative_to(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not excluded(here / d))
+        names = [name for name in sorted(files) if not name.startswith(".")]
+        taken_names = [name for name in names if not excluded(here / name)]
+        found += (Path(root) / name for name in taken_names)
+        left_out += len(names) - len(taken_names)
     kinds = {path: sniffer.container(path) for path in found}
     candidates = [p for p, kind in kinds.items() if kind or _looks_like_checkpoint(p)]
     parts = set(_shards(p for p, kind in kinds.items() if kind is Container.SHARD_INDEX))
@@ -147,7 +164,7 @@ def _scan_directory(folder: Path, sniffer: _Sniffer) -> tuple[list[Path], int]:
     taken = [p for p in candidates if p not in parts and p.resolve() not in parts]
     kept = set(candidates) | {p for p in found if p in parts or p.resolve() in parts}
     skipped = [p for p in found if p not in kept]
-    return taken, len(skipped)
+    return taken, len(skipped) + left_out
 
 
 def _model_of(path: Path, sniffer: _Sniffer) -> Path:
