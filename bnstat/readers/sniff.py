@@ -64,9 +64,9 @@ def lfs_pointer(head: bytes) -> str | None:
         return None
     lines = head.decode("ascii", "replace").splitlines()
     size = next((line[5:] for line in lines if line.startswith("size ")), "")
-    content = f"its {int(size):,} bytes" if size.isdigit() else "its content"
+    content = f"its {int(size):,} bytes were" if size.isdigit() else "its content was"
     return (
-        f"a Git LFS pointer, not the file: {content} were never fetched; run "
+        f"a Git LFS pointer, not the file: {content} never fetched; run "
         "`git lfs pull` (in GitHub Actions, check out with `lfs: true`)"
     )
 
