@@ -50,6 +50,20 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     assert broken.returncode == 1 and "BN001" in broken.stdout
 
 
+def _pre_commit(project: Path, home: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`pre-commit try-repo` of this repository's hook over every file of `project`, made a
+    git repository first, with pre-commit's environments in `home`."""
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t", "PRE_COMMIT_HOME": str(home)}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=project, check=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files",
+         *options],
+        cwd=project, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_pre_commit_checks_exported_models(tmp_path):
     """A real `pre-commit` run of the hook, installed the way pre-commit installs it, over
@@ -66,15 +80,7 @@ def test_pre_commit_checks_exported_models(tmp_path):
     )  # fmt: skip
     onnx_with_nan(SAMPLES / "digits.onnx", project / "broken.onnx")
     (project / "notes.txt").write_text("not a model\n")
-    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
-    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t"}
-    env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
-    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
-        subprocess.run(command, cwd=project, check=True, env=env)
-    run = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files"],
-        cwd=project, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    run = _pre_commit(project, tmp_path / "pre-commit-home")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "3 checkpoints, 21 layers: 1 error" in run.stdout
     assert "broken.onnx" in run.stdout and "BN001" in run.stdout
@@ -91,16 +97,7 @@ def test_pre_commit_over_a_model_repository(tmp_path):
     project = tmp_path / "project"
     write_trainer_checkpoint(project)
     write_sharded(project / "sharded", healthy_state_dict(), SPLITS_A_LAYER, "bin")
-    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
-    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t"}
-    env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
-    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
-        subprocess.run(command, cwd=project, check=True, env=env)
-    run = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files",
-         "--verbose"],  # a hook that passes shows its output only then
-        cwd=project, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    run = _pre_commit(project, tmp_path / "pre-commit-home", "--verbose")  # shows a pass
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("exit 0:") == 1  # one run, one report
     assert "6 checkpoints, 14 layers" in run.stdout  # the model, the index, 4 side files
