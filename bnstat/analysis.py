@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from bnstat.errors import (
     BnstatError,
     MissingDependencyError,
+    NoModelError,
     UnsafeCheckpointError,
     UnsupportedCheckpointError,
     UsageError,
@@ -28,7 +30,16 @@ from bnstat.errors import (
 )
 from bnstat.location import Location, cost_of
 from bnstat.readers.base import RawCheckpoint, printable
-from bnstat.report.inspection import CheckpointReport, ErrorKind, FetchCost, ReadError, Report
+from bnstat.readers.model_config import config_eps
+from bnstat.remote.url import looks_like_url
+from bnstat.report.inspection import (
+    CheckpointReport,
+    ErrorKind,
+    FetchCost,
+    ReadError,
+    Report,
+    SkippedFile,
+)
 from bnstat.rules.base import RuleInput
 from bnstat.settings import Settings
 from bnstat.stages.expand_inputs import Input
@@ -75,9 +86,9 @@ def analyze(
             results = list(pool.map(task, items))
     else:
         results = [task(item) for item in items]
-    return Report(
-        tuple(entry for result in results for entry in result), settings.fail_on, __version__
-    )
+    entries = tuple(entry for result in results if isinstance(result, list) for entry in result)
+    skipped = tuple(result for result in results if isinstance(result, SkippedFile))
+    return Report(entries, settings.fail_on, __version__, no_model=skipped)
 
 
 def require_selected_layers(report: Report, settings: Settings) -> None:
@@ -95,6 +106,25 @@ def require_selected_layers(report: Report, settings: Settings) -> None:
         )
 
 
+def require_models(report: Report, scanned: Sequence[tuple[str, frozenset[Location]]]) -> None:
+    """A `UsageError` when a folder or pattern yields files that all hold no model (a
+    trainer folder whose weights are missing): a gate pointed there must not pass."""
+    skipped = {_resolved(side.path): side for side in report.no_model}
+    for argument, found in scanned:
+        keys = {str(path.resolve()) for path in found}
+        if keys and keys <= skipped.keys():
+            names = ", ".join(sorted(PurePath(skipped[key].path).name for key in keys))
+            raise UsageError(
+                f"no model found in {argument}: {counted(len(found), 'file')} holding none "
+                f"({names}); pass --allow-empty if that is expected"
+            )
+
+
+def _resolved(shown: str) -> str:
+    """A path as reported, made absolute (a URL as it is), to match the scanned files."""
+    return shown if looks_like_url(shown) else str(Path(shown).resolve())
+
+
 def worker_count(jobs: int | None, files: int) -> int:
     if jobs is not None:
         return max(1, min(jobs, files))
@@ -107,7 +137,7 @@ def _analyze_one(
     debug: bool,
     data: DataRequest | None = None,
     progress: Progress | None = None,
-) -> list[CheckpointReport]:
+) -> list[CheckpointReport] | SkippedFile:
     try:
         return analyze_file(item, settings, data, progress)
     except Exception as err:  # a bad file, or a bug: either way the other files still run
@@ -139,15 +169,26 @@ def analyze_file(
     settings: Settings,
     data: DataRequest | None = None,
     progress: Progress | None = None,
-) -> list[CheckpointReport]:
+) -> list[CheckpointReport] | SkippedFile:
     """One entry per model found in the file (e.g. `model` and `ema`), with what reading
     it cost when it is a URL.
 
+    A file that holds no model is one entry with a BN013 note saying what it holds, or,
+    found by a folder scan or a pattern, a `SkippedFile`. Layers whose file records no
+    eps take the one a `config.json` beside it states, else the settings' (`--eps`).
     NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
     """
-    path, sniffed = (item.path, item.sniffed) if isinstance(item, Input) else (item, None)
-    with open_checkpoint(path, sniffed) as raw, np.errstate(all="ignore"):
-        models = models_to_read(raw)
+    item = item if isinstance(item, Input) else Input(item)
+    eps_config = config_eps(item.path)
+    if eps_config is not None:
+        settings = replace(settings, eps=eps_config.eps)
+    with open_checkpoint(item.path, item.sniffed) as raw, np.errstate(all="ignore"):
+        try:
+            models = models_to_read(raw)
+        except NoModelError as err:
+            if not item.named:
+                return SkippedFile(str(item.path), str(err))
+            return [_report(raw, StateDict(None), [], settings, True, None, str(err))]
         fetch_ahead(raw, models)
         on_data = None
         if data is not None:
@@ -155,10 +196,10 @@ def analyze_file(
 
             on_data = OnData(data, progress, sum(1 for _, refs in models if refs) > 1)
         reports = [
-            _report(raw, state, refs, settings, index == 0, on_data)
+            replace(_report(raw, state, refs, settings, index == 0, on_data), eps_config=eps_config)
             for index, (state, refs) in enumerate(models)
         ]
-    cost = _cost(path)
+    cost = _cost(item.path)
     return [replace(report, cost=cost) for report in reports] if cost else reports
 
 
@@ -174,8 +215,10 @@ def _report(
     settings: Settings,
     first: bool,
     on_data: OnData | None,
+    no_model: str | None = None,
 ) -> CheckpointReport:
-    """The report stage: one model's layers and findings (and data run) together."""
+    """The report stage: one model's layers and findings (and data run) together; or,
+    with `no_model`, a file that holds none, and what it holds instead."""
     batch = read_layers(refs, settings.eps)
     layers = layer_reports(batch)
     facts, run = None, None
@@ -185,7 +228,7 @@ def _report(
         diagnosed = diagnose_model(raw, state.name, batch, layers, settings.thresholds, on_data)
         facts, layers, run = diagnosed.facts, diagnosed.layers, diagnosed.run
     refused = raw.refused_globals if first else ()
-    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts)
+    rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts, no_model)
     return CheckpointReport(
         path=str(raw.path),
         format=raw.format.value,

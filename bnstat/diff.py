@@ -13,8 +13,8 @@ module paths; failing both, two files with the same layers in the same order (sa
 channel counts) are matched by order. The report says which matching was used.
 
 Each side goes through the inspect pipeline's stages up to reading its layers
-(`bnstat.stages`); no summary is made and no rule runs. The settings give the eps assumed
-where a file does not record it.
+(`bnstat.stages`); no summary is made and no rule runs. Where a file does not record
+eps, a `config.json` beside it gives it, else the settings.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bnstat.errors import UsageError
 from bnstat.layer_batch import LayerBatch
 from bnstat.location import Location
 from bnstat.readers.base import CheckpointFormat
+from bnstat.readers.model_config import config_eps
 from bnstat.report.diff import DiffReport, DiffSide, LayerDiff, Matching
 from bnstat.settings import Settings
 from bnstat.stages.fetch_ahead import fetch_ahead
@@ -74,7 +75,8 @@ def _side(path: Location, settings: Settings, source: str | None) -> tuple[DiffS
             chosen = found[0]
         state, refs = chosen
         fetch_ahead(raw, [chosen])
-        batch = read_layers(refs, settings.eps)
+        config = config_eps(path)  # the model's config.json, as for inspect
+        batch = read_layers(refs, config.eps if config is not None else settings.eps)
         return DiffSide(str(raw.path), state.name, raw.format.value), _layers(batch)
 
 

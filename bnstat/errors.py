@@ -24,6 +24,11 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose content can only be obtained by running code from it."""
 
 
+class NoModelError(CheckpointError):
+    """A readable file that holds no model (an optimizer state, training arguments): the
+    message says what it holds. Not an error for inspection; one for what needs a model."""
+
+
 class UnsupportedCheckpointError(CheckpointError):
     """A file in a format (or using a part of one) that bnstat does not read."""
 

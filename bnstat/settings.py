@@ -26,7 +26,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_EPS = 1e-5
-CONFIG_KEYS = ("select", "ignore", "fail-on", "eps", "thresholds", "per-layer-ignores")
+CONFIG_KEYS = (
+    "select", "ignore", "fail-on", "eps", "thresholds", "per-layer-ignores", "exclude"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Settings:
     layers: tuple[str, ...] = ()  # globs; empty shows every layer
     per_layer_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     source: str | None = None  # the config file the settings came from
+    exclude: tuple[str, ...] = ()  # globs of files left out of folders (`stages.exclude`)
 
     def rule_enabled(self, code: str) -> bool:
         selected = not self.select or any(code.startswith(p) for p in self.select)
@@ -145,6 +148,8 @@ def _settings_from_table(table: dict[str, Any], where: str) -> Settings:
         settings = replace(settings, fail_on=_fail_on(table["fail-on"], where))
     if "eps" in table:
         settings = replace(settings, eps=_eps(table["eps"], where))
+    if "exclude" in table:
+        settings = replace(settings, exclude=_globs(table["exclude"], where))
     thresholds = dict(settings.thresholds)
     for name, value in _table(table, "thresholds", where).items():
         thresholds[name] = threshold_value(name, value, where)
@@ -162,6 +167,13 @@ def _strings(table: dict[str, Any], key: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a list of rule codes")
     return value
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{where}: exclude must be a list of glob patterns, got {value!r}")
+    return tuple(values)
 
 
 def _table(table: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -195,8 +207,9 @@ def with_overrides(
     eps: float | None = None,
     thresholds: Sequence[str] = (),
     layers: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Settings:
-    """Apply command-line flags on top of file settings (flags win)."""
+    """Apply command-line flags on top of file settings (flags win; excludes add up)."""
     merged = dict(settings.thresholds)
     merged.update(parse_threshold_flag(t) for t in thresholds)
     return replace(
@@ -207,6 +220,7 @@ def with_overrides(
         eps=_eps(eps, "--eps") if eps is not None else settings.eps,
         thresholds=merged,
         layers=tuple(layers) or settings.layers,
+        exclude=settings.exclude + _globs(list(exclude), "--exclude"),
     )
 
 

@@ -15,6 +15,7 @@ never an unexpected exception.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -254,14 +255,25 @@ HOSTILE_SEEDS = (
     "zip_setstate-gadget_beside_tensors.pt",
     "legacy_os_system_beside_tensors.pt",
     "zip_appended_pickle.pt",
+    "zip_getattr-handed-on_beside_tensors.pt",
+    "zip_getattr_method_reference.pt",
 )
 
 
 def seeds() -> dict[str, bytes]:
-    """Sample checkpoints of every format, plus a few hostile ones."""
+    """Sample checkpoints of every format, a few hostile ones, and the text files of a
+    model repository: a Git LFS pointer, a shard index (whose shard is missing)."""
     found = {name: (REPO / "sample_checkpoints" / name).read_bytes() for name in SEED_NAMES}
     hostile = REPO / "tests" / "data" / "hostile"
     found |= {name: (hostile / name).read_bytes() for name in HOSTILE_SEEDS}
+    weights = found["healthy.safetensors"]
+    found["lfs_pointer.safetensors"] = (
+        "version https://git-lfs.github.com/spec/v1\n"
+        f"oid sha256:{hashlib.sha256(weights).hexdigest()}\nsize {len(weights)}\n"
+    ).encode()
+    shard = "pytorch_model-00001-of-00001.bin"
+    index = {"metadata": {"total_size": 1}, "weight_map": {"bn.running_mean": shard}}
+    found["pytorch_model.bin.index.json"] = json.dumps(index, indent=2).encode()
     return found
 
 

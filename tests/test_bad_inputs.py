@@ -94,7 +94,6 @@ def _bad_inputs(pt: bytes, st: bytes, legacy: bytes) -> dict[str, tuple[bytes, s
             "corrupt safetensors header",
         ),
         "past_end.safetensors": (struct.pack("<Q", len(st_past_end)) + st_past_end, "outside"),
-        "plain.pkl": (b"\x80\x04K\x01.", "no tensors"),  # pickle.dumps(1)
     }
 
 

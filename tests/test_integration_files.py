@@ -13,6 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repositories import (
+    SPLITS_A_LAYER,
+    healthy_state_dict,
+    write_sharded,
+    write_trainer_checkpoint,
+)
 from zoo import REPO, SAMPLES, onnx_with_nan
 
 
@@ -28,8 +34,11 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     ]
     matched = [name for name in changed if pattern.search(name)]
     assert matched == changed[1:]
-    exported = ["model.onnx", "model.pt2", "weights.bin", "model.safetensors", "config.json"]
-    assert [name for name in exported if pattern.search(name)] == exported[:4]
+    exported = ["model.onnx", "model.pt2", "weights.bin", "model.safetensors", "model.pkl",
+                "state.pickle", "pytorch_model.bin.index.json", "model.safetensors.index.json",
+                "config.json", "trainer_state.json", "model.safetensors.json"]  # fmt: skip
+    assert [name for name in exported if pattern.search(name)] == exported[:8]
+    assert hook["require_serial"] is True  # one run, one report, for all changed files
     # pre-commit runs `entry` with the matching files appended
     clean = subprocess.run(
         [*shlex.split(hook["entry"]), matched[0]], cwd=REPO, capture_output=True, text=True
@@ -39,6 +48,20 @@ def test_pre_commit_hook_runs_on_matching_changed_files(tmp_path):
     )
     assert clean.returncode == 0, clean.stderr
     assert broken.returncode == 1 and "BN001" in broken.stdout
+
+
+def _pre_commit(project: Path, home: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`pre-commit try-repo` of this repository's hook over every file of `project`, made a
+    git repository first, with pre-commit's environments in `home`."""
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t", "PRE_COMMIT_HOME": str(home)}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=project, check=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files",
+         *options],
+        cwd=project, capture_output=True, text=True, env=env,
+    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -57,19 +80,28 @@ def test_pre_commit_checks_exported_models(tmp_path):
     )  # fmt: skip
     onnx_with_nan(SAMPLES / "digits.onnx", project / "broken.onnx")
     (project / "notes.txt").write_text("not a model\n")
-    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
-    env = {**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@t"}
-    env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
-    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
-        subprocess.run(command, cwd=project, check=True, env=env)
-    run = subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "bnstat-check", "--all-files"],
-        cwd=project, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    run = _pre_commit(project, tmp_path / "pre-commit-home")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "3 checkpoints, 21 layers: 1 error" in run.stdout
     assert "broken.onnx" in run.stdout and "BN001" in run.stdout
     assert "unreadable" not in run.stdout  # the side file is read with its model
+
+
+@pytest.mark.slow
+def test_pre_commit_over_a_model_repository(tmp_path):
+    """A real `pre-commit` run over a repository as the tools lay it out: a trainer's
+    checkpoint folder and `.bin` shards with their index. All files go to one run (one
+    report), every shard layer is counted once, the files that hold no model are notes
+    (BN013), and nothing blocks the commit."""
+    pytest.importorskip("pre_commit")
+    project = tmp_path / "project"
+    write_trainer_checkpoint(project)
+    write_sharded(project / "sharded", healthy_state_dict(), SPLITS_A_LAYER, "bin")
+    run = _pre_commit(project, tmp_path / "pre-commit-home", "--verbose")  # shows a pass
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("exit 0:") == 1  # one run, one report
+    assert "6 checkpoints, 14 layers" in run.stdout  # the model, the index, 4 side files
+    assert "no model to check: it holds a torch optimizer state" in run.stdout
 
 
 def _action_script(inputs: dict[str, str]) -> str:

@@ -105,10 +105,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # reading checkpoints without running them
     ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic", "bnstat.location",
      "bnstat.remote"),
-    # from files to the layers of each model
-    ("bnstat.stages.expand_inputs", "bnstat.stages.open_checkpoint",
-     "bnstat.stages.find_state_dicts", "bnstat.stages.find_layers", "bnstat.stages.read_layers",
-     "bnstat.stages.summarise", "bnstat.stages.fetch_ahead", "bnstat.layer_batch"),
+    # from files to the layers of each model: the reading stages (diagnose and run_rules
+    # are stages too, on the floor of the rules they feed)
+    ("bnstat.stages", "bnstat.layer_batch"),
     # running models on data, writing checkpoints
     ("bnstat.execution", "bnstat.writers"),
     # judging layers and estimating statistics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +20,7 @@ from bnstat.cli.report_options import (
     ConfigOpt,
     DataDirOpt,
     EpsOpt,
+    ExcludeOpt,
     FailOnOpt,
     FormatOpt,
     IgnoreOpt,
@@ -84,7 +86,7 @@ def _analyze(
     """The report of the checkpoints, baseline applied (and maybe written)."""
     from dataclasses import replace
 
-    from bnstat.analysis import analyze, require_selected_layers
+    from bnstat.analysis import analyze, require_models, require_selected_layers
     from bnstat.baseline import load_baseline, render_baseline, without_baseline
     from bnstat.cli.progress import with_progress
     from bnstat.stages.expand_inputs import expand_inputs
@@ -92,7 +94,7 @@ def _analyze(
 
     settings = flags.settings()
     known = load_baseline(run.baseline) if run.baseline is not None else None
-    inputs = expand_inputs(checkpoints, run.allow_empty, run.remote)
+    inputs = expand_inputs(checkpoints, run.allow_empty, settings.exclude, run.remote)
     with _local_copies(inputs.items if data is not None else []):
         report = with_progress(
             lambda progress: analyze(inputs.items, settings, run.debug, run.jobs, data, progress),
@@ -100,6 +102,7 @@ def _analyze(
         )
     report = replace(report, skipped=inputs.skipped)
     if not run.allow_empty:
+        require_models(report, inputs.scanned)
         require_selected_layers(report, settings)
     if run.write_baseline is not None:
         _write(run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline")
@@ -136,7 +139,8 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags, data: DataReques
     report = _analyze(run, checkpoints, flags, data)
     code = exit_code(report)
     table = run.fmt is InspectFormat.TABLE and run.output is None
-    text = inspect_emitter(run.fmt)(report, display(table, layers=run.layers, exit_code=code))
+    shown = display(table, layers=run.layers, exit_code=code, directory=os.getcwd())
+    text = inspect_emitter(run.fmt)(report, shown)
     if run.output is None:
         sys.stdout.write(text)
     else:
@@ -163,15 +167,17 @@ def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:
     def report(
         checkpoints: Checkpoints, run: RunFlags, format: FormatOpt = InspectFormat.TABLE,
         output: OutputOpt = None, fail_on: FailOnOpt = None, select: SelectOpt = None,
-        ignore: IgnoreOpt = None, layers: LayersOpt = None, eps: EpsOpt = None,
-        threshold: ThresholdOpt = None, config: ConfigOpt = None, baseline: BaselineOpt = None,
+        ignore: IgnoreOpt = None, layers: LayersOpt = None, exclude: ExcludeOpt = None,
+        eps: EpsOpt = None, threshold: ThresholdOpt = None, config: ConfigOpt = None,
+        baseline: BaselineOpt = None,
         write_baseline: WriteBaselineOpt = None, jobs: JobsOpt = None, data: DataDirOpt = None,
         allow_empty: AllowEmptyOpt = False, timeout: TimeoutOpt = 30.0,
         max_download: MaxDownloadOpt = 256, debug: DebugOpt = False,
     ) -> Result:  # fmt: skip
         flags = RuleFlags(config, tuple(select or ()), tuple(ignore or ()),
                           None if fail_on is None else fail_on.value, eps,
-                          tuple(threshold or ()), tuple(layers or ()))  # fmt: skip
+                          tuple(threshold or ()), tuple(layers or ()),
+                          tuple(exclude or ()))  # fmt: skip
         shown = Run(show_layers, format, output, jobs, baseline, write_baseline, debug,
                     allow_empty, remote_options(timeout, max_download),
                     run.display.progress)  # fmt: skip

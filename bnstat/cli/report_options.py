@@ -72,7 +72,11 @@ LayersOpt = Annotated[
 ]
 EpsOpt = Annotated[
     float | None,
-    option("eps to assume where the file does not record it [default: 1e-05].", metavar="FLOAT"),
+    option(
+        "eps to assume where neither the file nor a config.json beside it records it "
+        "[default: 1e-05].",
+        metavar="FLOAT",
+    ),
 ]
 ThresholdOpt = Annotated[
     list[str] | None,
@@ -94,6 +98,14 @@ DataDirOpt = Annotated[
         "Also run the model on this folder of images or tensor files and check that its "
         "statistics fit what each layer receives (rule BN014; needs bnstat[torch]).",
         metavar="DIR",
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    option(
+        "Leave out the files this glob matches, relative to the folder or pattern they are "
+        "found through (repeatable; a glob without / matches any file or folder name).",
+        metavar="GLOB",
     ),
 ]
 JobsOpt = Annotated[
@@ -120,6 +132,7 @@ class RuleFlags:
     eps: float | None = None
     thresholds: tuple[str, ...] = ()
     layers: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     def settings(self) -> Settings:
         """Defaults, then the config file (or nearest pyproject.toml), then these flags."""
@@ -131,5 +144,5 @@ class RuleFlags:
         base = load_config(source) if source is not None else Settings()
         return with_overrides(
             base, select=self.select, ignore=self.ignore, fail_on=self.fail_on, eps=self.eps,
-            thresholds=self.thresholds, layers=self.layers,
+            thresholds=self.thresholds, layers=self.layers, exclude=self.exclude,
         )  # fmt: skip

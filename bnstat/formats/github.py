@@ -37,5 +37,8 @@ def render_github(report: Report, display: Display) -> str:
             title = _property(f"{finding.rule} {finding.name}")
             message = _data(f"{where}: {finding.message}. Fix: {finding.fix}")
             lines.append(f"::{COMMANDS[finding.severity]} file={file},title={title}::{message}")
+    for side in report.no_model:
+        file = _property(side.path)
+        lines.append(f"::notice file={file},title=skipped: no model::{_data(side.contents)}")
     lines.append(f"::notice title=bnstat::{_data(exit_reason(report, display.exit_code))}")
     return "\n".join(lines) + "\n"

@@ -76,11 +76,17 @@ def _header(report: Report, code: int) -> str:
 
 def _summary_table(report: Report) -> str:
     """One row per checkpoint, worst first: unreadable files (with the reason), then by
-    their errors, warnings and infos; ties keep the order of the inputs."""
+    their errors, warnings and infos; ties keep the order of the inputs; then the files
+    skipped because they hold no model, with what they hold."""
     titles = ("checkpoint", "format", "layers", "errors", "warnings", "infos")
     head = "".join(f"<th class='{t}'>{t}</th>" for t in titles)
     order = sorted(enumerate(report.checkpoints), key=lambda item: _worst_first(item[1]))
     rows = "".join(_summary_row(i, entry) for i, entry in order)
+    rows += "".join(
+        f"<tr class='sev-none'><td><code>{escape(side.path)}</code></td>"
+        f"<td colspan='5' class='skipped'>skipped: {escape(side.contents)}</td></tr>"
+        for side in report.no_model
+    )
     return (
         f"<div class='scroll'><table class='summary'><thead><tr>{head}</tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"

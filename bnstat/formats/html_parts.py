@@ -7,12 +7,13 @@ Every string taken from a checkpoint is escaped here as in `bnstat.formats.html`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 import numpy as np
 
 from bnstat.formats import svg
-from bnstat.formats.text import number
+from bnstat.formats.text import eps_source, number
 from bnstat.report.inspection import CheckpointReport, Finding, LayerReport
 from bnstat.rules.base import channel_list
 from bnstat.wording import counted
@@ -59,13 +60,15 @@ def layer_sections(index: int, entry: CheckpointReport) -> str:
     flagged = flagged_layers(entry)
     start_open = len(flagged) <= OPEN_LAYERS
     sections = "".join(
-        _layer(f"ck{index}-L{i}", layer, flagged.get(layer.name, []), start_open)
+        _layer(f"ck{index}-L{i}", layer, flagged.get(layer.name, []), start_open, eps_of(entry))
         for i, layer in enumerate(entry.layers)
     )
     return part(f"Layers <span class='counts'>{len(entry.layers)}</span>", sections)
 
 
-def _layer(anchor: str, layer: LayerReport, found: list[Finding], start_open: bool) -> str:
+def _layer(
+    anchor: str, layer: LayerReport, found: list[Finding], start_open: bool, eps: EpsWords
+) -> str:
     tracked = layer.num_batches_tracked
     count = "- batches" if tracked is None else counted(tracked, "batch", "batches")
     facts = [counted(layer.channels, "channel"), escape(layer.dtype), count]
@@ -81,7 +84,7 @@ def _layer(anchor: str, layer: LayerReport, found: list[Finding], start_open: bo
         f"<details class='layer {sev_class(found)}' id='{anchor}'{opened}>"
         f"<summary><code>{layer_name(layer)}</code><span class='facts'>{' · '.join(facts)}</span>"
         f"{badges(found)}</summary>{notes}"
-        f"{_charts(layer, found)}{_stats_table(layer)}</details>"
+        f"{_charts(layer, found)}{_stats_table(layer, eps(layer))}</details>"
     )
 
 
@@ -110,7 +113,16 @@ def _figure(caption: str, picture: str, values: np.ndarray, log: bool, why: str)
     return f"<figure><figcaption>{caption}{note}</figcaption>{picture}</figure>"
 
 
-def _stats_table(layer: LayerReport) -> str:
+EpsWords = Callable[[LayerReport], str]
+EPS_FROM = {"file": "from the file", "config": "from config.json", "assumed": "assumed"}
+
+
+def eps_of(entry: CheckpointReport) -> EpsWords:
+    """Where each layer's eps came from, in words."""
+    return lambda layer: EPS_FROM[eps_source(entry, layer)]
+
+
+def _stats_table(layer: LayerReport, eps_from: str) -> str:
     head = "".join(f"<th>{label}</th>" for _, label in (("", ""), *SPREAD, ("", "NaN/inf")))
     rows = "".join(
         f"<tr><th>{name}</th>"
@@ -120,7 +132,7 @@ def _stats_table(layer: LayerReport) -> str:
         for d in [getattr(layer, name)]
         if d is not None
     )
-    eps = f"eps {layer.eps:g} ({'from the file' if layer.eps_from_file else 'assumed'})"
+    eps = f"eps {layer.eps:g} ({eps_from})"
     return (
         f"<div class='scroll'><table class='stats'><thead><tr>{head}</tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"

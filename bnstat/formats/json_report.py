@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from bnstat.formats.display import Display
-from bnstat.formats.text import finite_or_none
+from bnstat.formats.text import eps_source, finite_or_none
 from bnstat.report.inspection import (
     CheckpointReport,
     DataRun,
     Distribution,
+    EpsConfig,
     Finding,
     LayerData,
     LayerReport,
@@ -31,6 +32,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "bnstat", "version": report.tool_version},
         "checkpoints": [_checkpoint(c) for c in report.checkpoints],
+        "skipped_files": [{"path": s.path, "reason": s.contents} for s in report.no_model],
         "summary": {
             "checkpoints": summary.checkpoints,
             "layers": summary.layers,
@@ -53,7 +55,8 @@ def _checkpoint(entry: CheckpointReport) -> dict[str, Any]:
         "source": entry.source,
         "stripped_prefix": entry.stripped_prefix,
         "error": entry.error.message if entry.error is not None else None,
-        "layers": [_layer(layer) for layer in entry.layers],
+        "eps_config": _eps_config(entry.eps_config) if entry.eps_config is not None else None,
+        "layers": [_layer(layer, eps_source(entry, layer)) for layer in entry.layers],
         "findings": [finding_dict(f) for f in entry.findings],
         "data": _data_run(entry.data) if entry.data is not None else None,
     }
@@ -86,7 +89,11 @@ def _layer_data(data: LayerData) -> dict[str, Any]:
     }
 
 
-def _layer(layer: LayerReport) -> dict[str, Any]:
+def _eps_config(config: EpsConfig) -> dict[str, Any]:
+    return {"path": config.path, "key": config.key, "eps": config.eps}
+
+
+def _layer(layer: LayerReport, source: str) -> dict[str, Any]:
     return {
         "name": layer.name,
         "channels": layer.channels,
@@ -95,7 +102,7 @@ def _layer(layer: LayerReport) -> dict[str, Any]:
         "affine": layer.affine,
         "kind": layer.kind,
         "eps": layer.eps,
-        "eps_source": "file" if layer.eps_from_file else "assumed",
+        "eps_source": source,
         "running_mean": _distribution(layer.running_mean),
         "running_var": _distribution(layer.running_var),
         "weight": _distribution(layer.weight) if layer.weight else None,

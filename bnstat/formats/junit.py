@@ -2,7 +2,8 @@
 
 One testsuite per checkpoint (per model in the file), one testcase for the file itself
 and one per layer; findings at or above --fail-on are failures, those below are written
-to the testcase's system-out; an unreadable checkpoint is an errored testcase.
+to the testcase's system-out; an unreadable checkpoint is an errored testcase, and a file
+a folder scan skipped because it holds no model a skipped one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ FILE_CASE = "(checkpoint)"
 
 def render_junit(report: Report, display: Display) -> str:
     suites = ElementTree.Element("testsuites", name="bnstat")
-    totals = {"tests": 0, "failures": 0, "errors": 0}
-    for entry in report.checkpoints:
-        suite = _suite(entry, report.fail_on)
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    skipped = [_skipped_suite(side.path, side.contents) for side in report.no_model]
+    for suite in [*(_suite(entry, report.fail_on) for entry in report.checkpoints), *skipped]:
         suites.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
@@ -29,6 +30,15 @@ def render_junit(report: Report, display: Display) -> str:
         suites.set(key, str(value))
     ElementTree.indent(suites)
     return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _skipped_suite(path: str, contents: str) -> ElementTree.Element:
+    """A file a folder scan skipped because it holds no model: one skipped testcase."""
+    suite = ElementTree.Element("testsuite", name=path)
+    case = ElementTree.SubElement(suite, "testcase", classname=path, name=FILE_CASE)
+    ElementTree.SubElement(case, "skipped", message=contents)
+    _count(suite, tests=1, failures=0, errors=0, skipped=1)
+    return suite
 
 
 def _suite(entry: CheckpointReport, fail_on: FailOn) -> ElementTree.Element:
@@ -75,8 +85,10 @@ def _line(finding: Finding) -> str:
     return f"{head}: {finding.message} (fix: {finding.fix})"
 
 
-def _count(suite: ElementTree.Element, tests: int, failures: int, errors: int) -> None:
+def _count(
+    suite: ElementTree.Element, tests: int, failures: int, errors: int, skipped: int = 0
+) -> None:
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))

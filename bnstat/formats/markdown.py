@@ -8,11 +8,13 @@ from __future__ import annotations
 from bnstat.formats.display import Display
 from bnstat.formats.text import (
     checkpoint_title,
+    eps_note,
     exit_reason,
     location,
     min_abs_weight,
     number,
     severity_counts,
+    skipped_lines,
     summary_line,
     value_range,
 )
@@ -27,6 +29,8 @@ def render_markdown(report: Report, display: Display) -> str:
     lines = [f"## bnstat: {summary_line(report)}", ""]
     for entry in report.checkpoints:
         lines += _checkpoint(entry, display.layers)
+    if report.no_model:
+        lines += [*(f"- {_cell(line)}" for line in skipped_lines(report)), ""]
     lines += [f"_{exit_reason(report, display.exit_code)}_", ""]
     return "\n".join(lines)
 
@@ -39,7 +43,7 @@ def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
     title = f"<code>{_cell(checkpoint_title(entry))}</code>"
     if entry.error is not None:
         return [f"**{title}: could not be read:** {_cell(entry.error.message)}", ""]
-    status = severity_counts(entry.findings)
+    status = ", ".join([severity_counts(entry.findings)] + [n for n in (eps_note(entry),) if n])
     lines = [
         f"<details{' open' if entry.findings else ''}><summary>{title}: "
         f"{counted(len(entry.layers), 'layer')}, {status}</summary>",

@@ -1,24 +1,24 @@
 """SARIF 2.1.0, as GitHub code scanning and other SARIF viewers read it.
 
 One run; every rule as a reporting descriptor whose texts come from the rule's
-docstring; every finding as a result located in its checkpoint file (line 1: a binary
-file has no lines) and, logically, in its layer. Fingerprints are computed from the rule,
-the model in the file and the layer, so an alert keeps its identity from run to run
-(GitHub would otherwise hash "source lines" of a binary file). Unreadable checkpoints
-are tool execution notifications, and make the invocation unsuccessful.
+docstring; every finding as a result located in its checkpoint file (no region: a binary
+file has no lines; `sarif_locations`) and, logically, in its layer. Fingerprints are
+computed from the rule, the file's URI (relative to the working directory, as in the
+location), the model in the file and the layer, so an alert keeps its identity from run
+to run and two checkpoints' identical findings stay apart. Unreadable checkpoints
+are tool execution notifications, and make the invocation unsuccessful; files a folder
+scan skipped because they hold no model are notifications too, notes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePath
 from typing import Any
-from urllib.parse import quote
 
 from bnstat.formats.display import Display
+from bnstat.formats.sarif_locations import artifact, base_ids
 from bnstat.formats.text import qualified_location
-from bnstat.remote.url import looks_like_url
 from bnstat.report.inspection import CheckpointReport, Finding, Report
 from bnstat.report.severity import Severity
 from bnstat.rules import RULES
@@ -30,11 +30,15 @@ SECURITY_RULES = {"BN011": "8.0"}  # a pickle that runs code when loaded
 
 
 def render_sarif(report: Report, display: Display) -> str:
+    directory = display.directory
     run = {
         "tool": {"driver": _driver(report.tool_version)},
-        "invocations": [_invocation(report)],
+        "invocations": [_invocation(report, directory)],
+        "originalUriBaseIds": base_ids(directory),
         "results": [
-            _result(entry, finding) for entry in report.checkpoints for finding in entry.findings
+            _result(entry, finding, directory)
+            for entry in report.checkpoints
+            for finding in entry.findings
         ],
         "columnKind": "unicodeCodePoints",
     }
@@ -46,7 +50,6 @@ def _driver(version: str) -> dict[str, Any]:
     return {
         "name": "bnstat",
         "version": version,
-        "informationUri": "https://pypi.org/project/bnstat/",
         "rules": [_rule(rule) for rule in RULES],
     }
 
@@ -79,22 +82,12 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
 
-def _uri(path: str) -> str:
-    if looks_like_url(path):  # already shown without credentials or query string
-        return path
-    pure = PurePath(path)
-    return pure.as_uri() if pure.is_absolute() else quote(pure.as_posix())
-
-
-def _physical(entry: CheckpointReport) -> dict[str, Any]:
-    return {"artifactLocation": {"uri": _uri(entry.path)}, "region": {"startLine": 1}}
-
-
-def _result(entry: CheckpointReport, finding: Finding) -> dict[str, Any]:
+def _result(entry: CheckpointReport, finding: Finding, directory: str) -> dict[str, Any]:
     where = qualified_location(entry, finding)
-    identity = "\0".join((finding.rule, entry.source or "", finding.layer or ""))
+    location = artifact(entry.path, directory)
+    identity = "\0".join((finding.rule, location["uri"], entry.source or "", finding.layer or ""))
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    place: dict[str, Any] = {"physicalLocation": _physical(entry)}
+    place: dict[str, Any] = {"physicalLocation": {"artifactLocation": location}}
     if finding.layer is not None:
         qualified = f"{entry.source}/{finding.layer}" if entry.source else finding.layer
         place["logicalLocations"] = [
@@ -111,17 +104,24 @@ def _result(entry: CheckpointReport, finding: Finding) -> dict[str, Any]:
     }
 
 
-def _invocation(report: Report) -> dict[str, Any]:
-    failures = [(entry, entry.error) for entry in report.checkpoints if entry.error is not None]
+def _invocation(report: Report, directory: str) -> dict[str, Any]:
+    failures = [(entry.path, entry.error) for entry in report.checkpoints if entry.error]
+    notes = [
+        ("unreadable-checkpoint", "error", f"could not be read: {error.message}", path)
+        for path, error in failures
+    ]
+    notes += [("no-model", "note", f"skipped: {s.contents}", s.path) for s in report.no_model]
     return {
         "executionSuccessful": not failures,
         "toolExecutionNotifications": [
             {
-                "descriptor": {"id": "unreadable-checkpoint"},
-                "level": "error",
-                "message": {"text": f"could not be read: {error.message}"},
-                "locations": [{"physicalLocation": _physical(entry)}],
+                "descriptor": {"id": kind},
+                "level": level,
+                "message": {"text": text},
+                "locations": [
+                    {"physicalLocation": {"artifactLocation": artifact(path, directory)}}
+                ],
             }
-            for entry, error in failures
+            for kind, level, text, path in notes
         ],
     }

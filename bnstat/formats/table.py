@@ -23,6 +23,7 @@ from bnstat.formats.text import (
     FindingGroup,
     by_severity,
     checkpoint_title,
+    eps_note,
     exit_reason,
     fetch_cost,
     grouped,
@@ -30,6 +31,7 @@ from bnstat.formats.text import (
     min_abs_weight,
     number,
     severity_counts,
+    skipped_lines,
     summary_line,
     value_range,
 )
@@ -66,6 +68,8 @@ def render_table(report: Report, display: Display) -> str:
     console, buffer = string_console(display.color, display.width)
     for entry in report.checkpoints:
         _print_checkpoint(console, entry, display.layers)
+    for line in skipped_lines(report):
+        console.print(Text(line, style="dim"), overflow="fold")
     console.print(Text(summary_line(report), style="bold"))
     code = display.exit_code
     console.print(Text(exit_reason(report, code), style="red" if code else "green"))
@@ -91,6 +95,7 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
         facts.append(f"key prefix {entry.stripped_prefix!r} removed")
     if entry.cost is not None:
         facts.append(fetch_cost(entry.cost))
+    facts += [note for note in (eps_note(entry),) if note]
     console.print(Text(" · ".join(facts), style="dim"))
     if entry.data is not None:
         run = entry.data

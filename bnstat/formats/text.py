@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Protocol
 
 from bnstat.report.inspection import (
@@ -16,7 +17,7 @@ from bnstat.report.inspection import (
 )
 from bnstat.report.severity import Severity
 from bnstat.report.verdict import Verdict
-from bnstat.wording import counted, span
+from bnstat.wording import counted, plural, span
 
 
 def number(value: float | None) -> str:
@@ -126,10 +127,14 @@ def summary_line(report: Report) -> str:
         f"{severity_counts(report.findings)}"
     )
     text += f", {summary.unreadable} unreadable" if summary.unreadable else ""
-    skipped = summary.skipped
-    return text + (
-        f"; {skipped} other file{'' if skipped == 1 else 's'} skipped" if skipped else ""
-    )
+    skipped = [f"{counted(len(report.no_model), 'file')} holding no model"] * bool(report.no_model)
+    skipped += [f"{report.skipped} other {plural('file', report.skipped)}"] * bool(report.skipped)
+    return text + (f"; {' and '.join(skipped)} skipped" if skipped else "")
+
+
+def skipped_lines(report: Report) -> list[str]:
+    """One line per file the folder scans skipped because it holds no model."""
+    return [f"skipped {side.path}: {side.contents}" for side in report.no_model]
 
 
 def exit_reason(report: Report, code: int) -> str:
@@ -147,6 +152,23 @@ def exit_reason(report: Report, code: int) -> str:
     elif passing:
         reasons.append(f"{', '.join(passing)} below --fail-on {fail_on.value}")
     return f"exit {code}: {'; '.join(reasons) or 'no findings'}"
+
+
+def eps_source(entry: CheckpointReport, layer: LayerReport) -> str:
+    """Where a layer's eps came from: the file itself, the model's configuration file
+    beside it, or what the settings assume (--eps, [tool.bnstat], else 1e-5)."""
+    if layer.eps_from_file:
+        return "file"
+    return "config" if entry.eps_config is not None else "assumed"
+
+
+def eps_note(entry: CheckpointReport) -> str | None:
+    """`eps 0.001 from config.json (batch_norm_eps)`, when the model's configuration file
+    gave the eps of the layers the checkpoint does not record it for."""
+    config = entry.eps_config
+    if config is None or all(layer.eps_from_file for layer in entry.layers):
+        return None
+    return f"eps {config.eps:g} from {PurePath(config.path).name} ({config.key})"
 
 
 def min_abs_weight(layer: LayerReport) -> float | None:

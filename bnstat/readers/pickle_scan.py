@@ -347,7 +347,10 @@ class PickleScanner:
         if kind == _TEXT:
             text = _text(data[pos + 1 : arg_end], arg)
         elif kind == _GET:
-            text = self._memo_texts.get(_index(data, pos, arg_end))
+            try:
+                text = self._memo_texts.get(_index(data, pos, arg_end))
+            except CheckpointError:
+                text = None  # an invalid index: the unpickler refuses the GET, as when not naming
         self._texts = [self._texts[1], text]
 
 

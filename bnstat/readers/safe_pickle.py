@@ -36,6 +36,7 @@ from bnstat.readers.pickle_allowlist import (
     data_global,
     is_count,
 )
+from bnstat.readers.pickle_lookups import GETATTR, LookupLog
 from bnstat.readers.pickle_scan import PickleBudget, PickleScanner
 from bnstat.tensor_ref import ByteSource
 
@@ -49,6 +50,7 @@ class Opaque:
 
     global_name = "?"
     budget: PickleBudget | None = None  # the load that creates instances pays for them
+    lookups: LookupLog | None = None  # the load's getattr calls, once it makes one
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     state: Any
@@ -60,9 +62,13 @@ class Opaque:
             cls.budget.charge(_OPAQUE_BYTES + _call_bytes(args, kwargs, 0), cls.global_name)
         obj = object.__new__(cls)
         obj.__dict__.update(args=args, kwargs=kwargs, state=None, items={}, elements=[])
+        if cls.lookups is not None:
+            cls.lookups.made(cls, args, kwargs, obj)
         return obj
 
     def __setstate__(self, state: Any) -> None:
+        if self.lookups is not None:
+            self.lookups.set_on(state)
         self.__dict__["state"] = state
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -70,6 +76,8 @@ class Opaque:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Opaque:
         """Calling a placeholder (a refused call's result) records another placeholder."""
+        if self.lookups is not None:
+            self.lookups.called(self)
         return type(self)(*args, **kwargs)
 
     def append(self, value: Any) -> None:
@@ -115,14 +123,16 @@ class _Guarded:
     Instances have no `__dict__`, so BUILD cannot set attributes on them either.
     """
 
-    __slots__ = ("budget", "func", "item_bytes", "name")
+    __slots__ = ("budget", "func", "item_bytes", "lookups", "name")
 
-    def __init__(self, key: tuple[str, str], budget: PickleBudget) -> None:
+    def __init__(self, key: tuple[str, str], budget: PickleBudget, lookups: LookupLog) -> None:
         self.func, self.name, self.budget = ALLOWED[key], ".".join(key), budget
         self.item_bytes = COPY_BYTES.get(key, HASHED_ITEM)
+        self.lookups = lookups
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.budget.charge(_call_bytes(args, kwargs, self.item_bytes), self.name)
+        self.lookups.handed((*args, *kwargs.values()))
         return self.func(*args, **kwargs)
 
 
@@ -157,6 +167,7 @@ class _Unpickler(pickle.Unpickler):
         self._placeholders: dict[str, type[Opaque]] = {}
         self._guarded: dict[tuple[str, str], _Guarded] = {}
         self.refused: list[str] = []
+        self.lookups = LookupLog()
 
     def find_class(self, module: str, name: str) -> Any:
         honoured = self._honoured.get((module, name))
@@ -166,7 +177,7 @@ class _Unpickler(pickle.Unpickler):
         if allowed is not None:
             guarded = self._guarded.get((module, name))
             if guarded is None:
-                guarded = _Guarded((module, name), self._budget)
+                guarded = _Guarded((module, name), self._budget, self.lookups)
                 self._guarded[module, name] = guarded
             return guarded
         return data_global(module, name) or self._placeholder(printable(f"{module}.{name}"), module)
@@ -174,7 +185,10 @@ class _Unpickler(pickle.Unpickler):
     def _placeholder(self, qualified: str, module: str) -> type[Opaque]:
         cls = self._placeholders.get(qualified)
         if cls is None:
-            cls = type("Opaque", (Opaque,), {"global_name": qualified, "budget": self._budget})
+            fields = {"global_name": qualified, "budget": self._budget, "lookups": self.lookups}
+            cls = type("Opaque", (Opaque,), fields)
+            if qualified in GETATTR:
+                self.lookups.function = cls
             self._placeholders[qualified] = cls
             if not module.startswith(TORCHSCRIPT_MODULE_PREFIX):
                 self.refused.append(qualified)
@@ -234,7 +248,7 @@ def load_pickle(
     except Exception as err:  # any other failure is a malformed pickle, never a crash
         message = f"corrupt pickle: {type(err).__name__}: {str(err)[:200]}"
         raise CheckpointError(naming_refused(message, unpickler.refused)) from err
-    return PickleResult(root, unpickler.refused, scanner.pos)
+    return PickleResult(root, unpickler.lookups.renamed(unpickler.refused), scanner.pos)
 
 
 def filled(checkpoint: RawCheckpoint, fill: Callable[[], None]) -> RawCheckpoint:

@@ -1,17 +1,16 @@
-"""safetensors files and sharded safetensors indexes, from the header alone.
+"""safetensors files, from the header alone.
 
 A safetensors file is an 8-byte little-endian header length, a JSON header naming every
 tensor's dtype, shape and byte range, then the data. The header is validated the way the
 reference implementation does (ranges inside the data, sizes that match the shapes, no
-overlaps), and a tensor's bytes are read only when asked for. A `*.safetensors.index.json`
-maps tensor names to shard files in the same folder.
+overlaps), and a tensor's bytes are read only when asked for. Shards of a sharded
+checkpoint are read by `shards`, through their index.
 """
 
 from __future__ import annotations
 
 import re
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from bnstat.dtypes import DTYPES, OPAQUE_ITEMSIZES, SAFETENSORS_DTYPES, DType, opaque_dtype
@@ -21,7 +20,6 @@ from bnstat.readers.base import CheckpointFormat, RawCheckpoint, parse_json
 from bnstat.tensor_ref import MAX_NUMEL, FileRegion, RandomAccess, TensorRef, checked_numel
 
 MAX_HEADER_BYTES = 100 * 2**20  # the reference implementation's limit
-MAX_INDEX_BYTES = 64 * 2**20
 
 
 def _dtype(code: Any, name: str) -> DType:
@@ -117,47 +115,3 @@ def read_safetensors(path: Location) -> RawCheckpoint:
         file.close()
         raise
     return RawCheckpoint(path, CheckpointFormat.SAFETENSORS, tensors, closers=[file.close])
-
-
-def shard_names(path: Location) -> list[str]:
-    """The shard file names a `*.safetensors.index.json` maps tensors to, one per tensor."""
-    file = open_bytes(path)
-    try:
-        if file.size > MAX_INDEX_BYTES:
-            raise CheckpointError("shard index is larger than 64 MB")
-        index = parse_json(file.pread(0, file.size), "shard index")
-    finally:
-        file.close()
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise CheckpointError("shard index has no valid weight_map")
-    return list(weight_map.values())
-
-
-def read_sharded(path: Location) -> RawCheckpoint:
-    """Read a `*.safetensors.index.json` and every shard it names, as one mapping."""
-    shards = shard_names(path)
-    checkpoint = RawCheckpoint(path, CheckpointFormat.SAFETENSORS, {})
-    try:
-        for shard in sorted(set(shards)):
-            checkpoint.root.update(_read_shard(path.parent, shard, checkpoint))
-    except BaseException:
-        checkpoint.close()
-        raise
-    return checkpoint
-
-
-def _read_shard(folder: Location, shard: str, checkpoint: RawCheckpoint) -> dict[str, TensorRef]:
-    if Path(shard).name != shard or shard in ("", ".", ".."):
-        raise CheckpointError(f"shard index names {shard!r}, which is not a file beside it")
-    try:
-        file = open_bytes(folder / shard)
-    except OSError as err:
-        raise CheckpointError(f"shard {shard}: {err.strerror}") from err
-    except CheckpointError as err:
-        raise CheckpointError(f"shard {shard}: {err}") from err
-    checkpoint.closers.append(file.close)
-    try:
-        return parse_header(file)[0]
-    except CheckpointError as err:
-        raise CheckpointError(f"shard {shard}: {err}") from err

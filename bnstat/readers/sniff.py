@@ -14,6 +14,12 @@ from bnstat.errors import CheckpointError, UnsupportedCheckpointError
 from bnstat.location import Location, first_bytes
 
 HEAD_BYTES = 64
+JSON_HEAD_BYTES = 64 * 2**10  # where a shard index's weight_map must start (after metadata)
+LFS_POINTER_BYTES = 1024  # Git LFS pointer files are smaller than this, by its spec
+LFS_VERSIONS = (
+    b"version https://git-lfs.github.com/spec/",
+    b"version https://hawser.github.com/spec/",
+)
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # what a legacy torch file pickles first
 PROTOCOLS = range(2, 6)  # what starts with b"\x80" and a protocol byte; 0 and 1 have no header
 
@@ -43,7 +49,25 @@ def looks_like_safetensors(head: bytes) -> bool:
 
 
 def is_shard_index(head: bytes) -> bool:
-    return head.lstrip()[:1] == b"{" and b"weight_map" in head
+    """A JSON object with a `weight_map` (the head of a JSON file is read further)."""
+    return head.lstrip()[:1] == b"{" and b'"weight_map"' in head
+
+
+def lfs_pointer(head: bytes) -> str | None:
+    """What a Git LFS pointer file stands for, and what to do; None for any other file.
+
+    A repository whose checkpoints are in Git LFS, checked out without fetching the LFS
+    objects, holds these small text files in their place (`version`, `oid`, `size` lines).
+    """
+    if not head.startswith(LFS_VERSIONS):
+        return None
+    lines = head.decode("ascii", "replace").splitlines()
+    size = next((line[5:] for line in lines if line.startswith("size ")), "")
+    content = f"its {int(size):,} bytes were" if size.isdigit() else "its content was"
+    return (
+        f"a Git LFS pointer, not the file: {content} never fetched; run "
+        "`git lfs pull` (in GitHub Actions, check out with `lfs: true`)"
+    )
 
 
 def is_legacy_header(head: bytes) -> bool:
@@ -120,9 +144,20 @@ def sniff(path: Location) -> Container:
     """The container format of `path` (a file or a URL), or a `CheckpointError` saying
     what the file is."""
     head, tar_magic, size = first_bytes(path, HEAD_BYTES)
+    more = _more_to_read(head) if len(head) == HEAD_BYTES else 0
+    if more > 0:
+        head, tar_magic, size = first_bytes(path, HEAD_BYTES + more)
     if size == 0:
         raise CheckpointError("empty file (0 bytes)")
     return _container(head, tar_magic, size)
+
+
+def _more_to_read(head: bytes) -> int:
+    """Bytes past the first HEAD_BYTES that tell a text file apart: a JSON object's keys
+    (a shard index), a Git LFS pointer's lines."""
+    if head.lstrip()[:1] == b"{":
+        return JSON_HEAD_BYTES - len(head)
+    return LFS_POINTER_BYTES - len(head) if head.startswith(LFS_VERSIONS) else 0
 
 
 def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
@@ -145,6 +180,9 @@ def _container(head: bytes, tar_magic: bytes, size: int) -> Container:
             raise UnsupportedCheckpointError(what)
     if head.startswith(b"PK"):
         raise CheckpointError("a truncated or corrupt zip archive")
+    pointer = lfs_pointer(head)
+    if pointer is not None:
+        raise CheckpointError(pointer)
     preview = head[:8].hex(" ")
     raise UnsupportedCheckpointError(
         f"not a checkpoint format bnstat reads (first bytes: {preview})"

@@ -67,6 +67,15 @@ class DataRun:
     input: str = ""  # what the model was fed, in words
 
 
+@dataclass(frozen=True)
+class EpsConfig:
+    """The eps a model's configuration file states for its BatchNorm layers."""
+
+    path: str
+    key: str  # "batch_norm_eps", or an architecture's own key
+    eps: float
+
+
 @dataclass(frozen=True, eq=False)
 class LayerReport:
     """One normalization layer: what it is and how its statistics are distributed."""
@@ -140,6 +149,16 @@ class CheckpointReport:
     stripped_prefix: str = ""
     data: DataRun | None = None  # with --data: what the model was run on
     cost: FetchCost | None = None  # for a URL: what reading it cost
+    eps_config: EpsConfig | None = None  # the eps of layers whose file does not record it
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file a folder scan found that reads fine but holds no model (an optimizer state,
+    training arguments), and what it holds instead."""
+
+    path: str
+    contents: str
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,7 @@ class Summary:
     warning: int
     info: int
     unreadable: int
-    skipped: int = 0  # files in the folders searched that are not checkpoints
+    skipped: int = 0  # files in the folders searched that are not checkpoints, or no model
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,7 @@ class Report:
     fail_on: FailOn = FailOn.ERROR
     tool_version: str = field(default="")
     skipped: int = 0  # files in the folders searched that are not checkpoints
+    no_model: tuple[SkippedFile, ...] = ()  # files the folder scans found holding no model
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -178,7 +198,7 @@ class Report:
             warning=counts[Severity.WARNING],
             info=counts[Severity.INFO],
             unreadable=sum(1 for c in self.checkpoints if c.error is not None),
-            skipped=self.skipped,
+            skipped=self.skipped + len(self.no_model),
         )
 
     @property

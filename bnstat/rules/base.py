@@ -50,6 +50,7 @@ class RuleInput:
     refused_globals: tuple[str, ...] = ()
     format: CheckpointFormat | None = None
     data: DataFacts | None = None
+    no_model: str | None = None  # what a file that holds no model holds instead
 
 
 @dataclass(frozen=True)

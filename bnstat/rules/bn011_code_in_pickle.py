@@ -3,9 +3,14 @@
 ## What it checks
 The globals the checkpoint's pickle references, against functions and modules that
 execute code, spawn processes, import modules or reach the file system and network:
-`os`, `subprocess`, `builtins.eval`/`exec`/`__import__`/`getattr`, `importlib`, `marshal`,
-`types`, `runpy`, `socket`, `ctypes` and the like. bnstat itself never calls them: every
-global outside its allow-list becomes an inert placeholder.
+`os`, `subprocess`, `builtins.eval`/`exec`/`__import__`, `importlib`, `marshal`,
+`types`, `runpy`, `socket`, `ctypes`, `timeit`, `pydoc` and the like. `builtins.getattr`
+counts when its result is called (or handed to a call, or set as `__setstate__`), when
+it looks up a dunder name (`__globals__`) or looks on a module or object of those, or
+on anything but a class the pickle names or an object built from one; a plain
+attribute of a harmless class, kept as data (protocol 2 pickles a method that way), is
+only a reference (BN012). bnstat itself never calls any of them: every global outside
+its allow-list becomes an inert placeholder.
 
 ## Why it matters
 `torch.load(path, weights_only=False)`, the default before torch 2.6 and still common in

@@ -4,10 +4,11 @@
 The globals the checkpoint's pickle references that are not plain containers or tensor
 rebuilders and are not in BN011's list: custom classes, optimizer or scheduler objects,
 `argparse.Namespace`, Lightning hyper-parameter containers, whole pickled `nn.Module`s,
-and `torch.storage._load_from_bytes`, through which a plain `pickle.dump` stores
-tensors. bnstat reads the tensors around them without creating them. torch's own
-`torch.nn` module classes are counted as one group (their presence means a whole model
-was pickled); every other global is named.
+methods kept as attributes (`getattr(<class>, "forward")`, named
+`pkg.Class.forward (through builtins.getattr)`), and `torch.storage._load_from_bytes`,
+through which a plain `pickle.dump` stores tensors. bnstat reads the tensors around them
+without creating them. torch's own `torch.nn` module classes are counted as one group
+(their presence means a whole model was pickled); every other global is named.
 
 ## Why it matters
 `torch.load(weights_only=True)`, the default since torch 2.6, refuses such a file unless

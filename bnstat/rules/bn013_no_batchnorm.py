@@ -2,8 +2,11 @@
 
 ## What it checks
 Whether any key prefix of the checkpoint holds both `running_mean` and `running_var`;
-and, in an ONNX model, whether the statistics were folded away: every
-BatchNormalization at mean 0 and variance 1 exactly, beside scales that are not all 1.
+in an ONNX model, whether the statistics were folded away: every BatchNormalization at
+mean 0 and variance 1 exactly, beside scales that are not all 1; and, for a file named
+on the command line that holds no model at all (an optimizer state, a scheduler's
+state, training arguments, random number generator states), what it holds instead. A
+folder scan skips such files and lists them.
 
 ## Why it matters
 Nothing is wrong with the file, but bnstat has nothing to check: the model has no
@@ -34,9 +37,16 @@ from bnstat.report.severity import Severity
 from bnstat.rules.base import Hit, RuleInput, define_rule
 from bnstat.rules.facts import statistics_folded
 
+NO_MODEL_FIX = (
+    "Nothing to fix: a trainer writes such files beside the model's weights; leave them out "
+    "of the check with --exclude (or exclude in [tool.bnstat]) if they are in the way."
+)
+
 
 def check(data: RuleInput) -> Iterator[Hit]:
-    if data.layers.size == 0:
+    if data.no_model is not None:
+        yield Hit(None, f"no model to check: {data.no_model}", fix=NO_MODEL_FIX)
+    elif data.layers.size == 0:
         yield Hit(None, "no BatchNorm layers (no running_mean/running_var pairs) were found")
     elif statistics_folded(data):
         yield Hit(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bnstat.errors import CheckpointError, UnsafeCheckpointError
+from bnstat.errors import CheckpointError, NoModelError, UnsafeCheckpointError
 from bnstat.readers.base import ModuleConstants, RawCheckpoint, printable
+from bnstat.readers.pickle_risk import executes_code
 from bnstat.stages.find_state_dicts import StateDict, find_state_dicts
+from bnstat.stages.no_model import what_it_holds
 from bnstat.tensor_ref import TensorRef
 
 STAT_NAMES = ("running_mean", "running_var")
@@ -85,15 +87,12 @@ def _layer(name: str, members: dict[str, TensorRef], module: ModuleConstants | N
 
 
 def models_in(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
-    """The state dicts worth reporting: those with layers, else the largest one."""
+    """The state dicts worth reporting: those with layers, else the largest one.
+
+    A file that holds no model (`no_model`) raises `NoModelError` saying what it holds,
+    or `UnsafeCheckpointError` when its pickle also calls code: the globals are named.
+    """
     states = find_state_dicts(raw)
-    if not states:
-        if raw.refused_globals:
-            raise UnsafeCheckpointError(
-                f"no tensors found in the file; its pickle calls "
-                f"{', '.join(raw.refused_globals)} (refused, not run)"
-            )
-        raise CheckpointError("no tensors found in the file")
     models = [(state, find_layers(state)) for state in states]
     with_layers = [(state, refs) for state, refs in models if refs]
     if len(with_layers) > MAX_MODELS:
@@ -101,6 +100,13 @@ def models_in(raw: RawCheckpoint) -> list[tuple[StateDict, list[LayerRefs]]]:
             f"the file holds {len(with_layers)} state dicts with normalization layers, over "
             f"the limit of {MAX_MODELS}: refused"
         )
+    contents = None if with_layers else what_it_holds(raw, states)
+    if contents is not None:
+        code = [name for name in raw.refused_globals if executes_code(name)]
+        if code:
+            calls = ", ".join(code)
+            raise UnsafeCheckpointError(f"{contents}; its pickle calls {calls} (refused, not run)")
+        raise NoModelError(contents)
     return with_layers or [max(models, key=lambda model: len(model[0].tensors))]
 
 

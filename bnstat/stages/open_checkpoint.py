@@ -3,14 +3,16 @@
 
 The container was sniffed when the inputs were expanded (`expand_inputs`); a path given
 without it is sniffed here. A reader is imported when its format is met, so that a
-safetensors file never loads the pickle machinery, nor an ONNX model the zip reader.
+safetensors file never loads the pickle machinery, nor an ONNX model the zip reader. The
+shards of a sharded checkpoint are opened the same way, each by its own content.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
-from bnstat.errors import CheckpointError, unreachable
+from bnstat.errors import CheckpointError, UnsupportedCheckpointError, unreachable
 from bnstat.location import Location
 from bnstat.readers.base import RawCheckpoint
 from bnstat.readers.sniff import Container, sniff
@@ -40,9 +42,9 @@ def reader(container: Container) -> Callable[[Location], RawCheckpoint]:
 
             return read_safetensors
         case Container.SHARD_INDEX:
-            from bnstat.readers.safetensors_file import read_sharded
+            from bnstat.readers.shards import read_sharded
 
-            return read_sharded
+            return partial(read_sharded, open_shard=_open_shard)
         case Container.TORCH_LEGACY:
             from bnstat.readers.torch_legacy import read_torch_legacy
 
@@ -56,3 +58,11 @@ def reader(container: Container) -> Callable[[Location], RawCheckpoint]:
 
             return read_plain_pickle
     unreachable(container)
+
+
+def _open_shard(path: Location) -> RawCheckpoint:
+    """A shard named by an index, opened by its content; never another index."""
+    found = sniff(path)
+    if found is Container.SHARD_INDEX:
+        raise UnsupportedCheckpointError("a shard index that names another index")
+    return reader(found)(path)

@@ -128,6 +128,12 @@ def test_the_scanner_fast_path_agrees_with_its_general_path(
     assert _scan(data, naming=False) == _scan(data, naming=True)
 
 
+def test_a_get_with_an_invalid_index_is_scanned_alike_when_naming() -> None:
+    """Found by the property test above: GET's decimal index line is not a number."""
+    data = b"\x80\x02g_var\n."
+    assert _scan(data, naming=False) == _scan(data, naming=True) == (len(data), 3, 8, len(data))
+
+
 def test_the_scanner_finds_where_each_sample_pickle_ends() -> None:
     for data in PICKLES:
         stream = io.BytesIO(data)

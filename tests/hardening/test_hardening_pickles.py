@@ -28,6 +28,7 @@ RECALIBRATED_ROUTES = (
     "subprocess.run",
     "builtins.eval",
     "getattr-chain",
+    "getattr-called",
     "compile+FunctionType",
     "setstate-gadget",
     "STACK_GLOBAL",
@@ -237,12 +238,19 @@ def test_recalibrate_names_the_refused_globals(
     assert make_hostile.NAMED[route] in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("module", "code", "errors"),
+    [("os", 2, 1), ("os\x1b[2J\x1b]0;pwned\x07", 0, 0)],
+    ids=["refused-as-code", "named-in-a-note"],
+)
 def test_names_from_the_file_cannot_forge_output_lines(
-    make_hostile: ModuleType, tmp_path: Path
+    make_hostile: ModuleType, tmp_path: Path, module: str, code: int, errors: int
 ) -> None:
-    """A global named with escape sequences and newlines is printed escaped, on one line."""
+    """A global named with escape sequences and newlines is printed escaped, on one line:
+    in the error of a file whose pickle calls `os` and holds no tensors, or in the note
+    on one that holds none and calls a module no import can find."""
     mh = make_hostile
-    module, name = "os\x1b[2J\x1b]0;pwned\x07", "system\n::error file=x.py::forged"
+    name = "system\n::error file=x.py::forged\x1b[2J"
     payload = mh.text(module) + mh.text(name) + b"\x93" + mh.tup(mh.text("true")) + b"R"
     path = tmp_path / "forged.pt"
     path.write_bytes(mh.torch_zip(mh.tiny_base(), mh.pickle_of(mh.dct((mh.text("x"), payload)))))
@@ -250,11 +258,12 @@ def test_names_from_the_file_cannot_forge_output_lines(
         done = subprocess.run(
             [sys.executable, "-m", "bnstat", *map(str, args)], capture_output=True, text=True
         )
-        assert done.returncode == 2
+        assert done.returncode == code
         assert "\x1b" not in done.stdout + done.stderr
+        assert "system\\n::error file=x.py::forged" in done.stdout + done.stderr
         lines = (done.stdout + done.stderr).splitlines()
         assert not any(line.startswith("::error file=x.py") for line in lines)
-        assert sum(line.startswith("bnstat: error:") for line in lines) == 1
+        assert sum(line.startswith("bnstat: error:") for line in lines) == errors
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "markdown", "sarif", "junit", "github", "html"])

@@ -1,4 +1,5 @@
-"""Two exports of one model must name its ONNX layers alike, in JSON and in SARIF."""
+"""Two exports of one model to one file must name its ONNX layers alike, in JSON and in
+SARIF (whose fingerprints also hash the file's path)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def export(folder: Path, batch: int, strip_names: bool) -> Path:
     """The sample model with two dead channels (BN004) through torch's exporter."""
     model = build_model()
     model.load_state_dict(torch.load(SAMPLES / "bn004_dead_channel.pt", weights_only=True))
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     path = folder / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -56,8 +57,8 @@ def results(cli, path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:  #
 
 @pytest.mark.parametrize("strip_names", [False, True], ids=["named", "unnamed"])
 def test_layer_names_and_fingerprints_survive_a_second_export(cli, tmp_path, strip_names):
-    first = results(cli, export(tmp_path / "first", 2, strip_names))
-    second = results(cli, export(tmp_path / "second", 7, strip_names))
+    first = results(cli, export(tmp_path / "model", 2, strip_names))
+    second = results(cli, export(tmp_path / "model", 7, strip_names))  # exported again
     assert first == second
     names, findings = first
     assert len(set(names)) == 7

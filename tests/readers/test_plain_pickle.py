@@ -155,8 +155,9 @@ def test_a_memory_bomb_in_a_nested_stream_is_refused(tmp_path):
 def test_nested_streams_share_one_budget(tmp_path):
     one = memo_stream(2**22)  # a 64 MiB memo: well within the budget of one pickle
     alone = dump([StreamCall(one)], tmp_path / "one.pkl")
-    with pytest.raises(CheckpointError, match="no tensors found"):
-        analyze_file(alone, Settings())
+    (entry,) = analyze_file(alone, Settings())  # read within the budget: it holds no tensors
+    (note,) = [f for f in entry.findings if f.rule == "BN013"]
+    assert "it holds no tensors" in note.message
     many = dump([StreamCall(one + bytes([i])) for i in range(8)], tmp_path / "many.pkl")
     with pytest.raises(CheckpointError, match="memory bomb"):
         analyze_file(many, Settings())

@@ -6,12 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from http_server import Server
-from zoo import SAMPLES
-
-SAMPLE_FILES = sorted(
-    path for path in SAMPLES.iterdir() if path.is_file() and path.suffix not in (".py", ".md")
-)
+from http_server import SAMPLE_FILES, Server
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from zoo import SAMPLES
+
 RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
@@ -208,3 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:sent])
         if truncate:
             self.close_connection = True
+
+
+SAMPLE_FILES = sorted(  # every sample checkpoint, served by name
+    path for path in SAMPLES.iterdir() if path.is_file() and path.suffix not in (".py", ".md")
+)

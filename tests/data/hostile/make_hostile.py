@@ -2,19 +2,25 @@
 
 Every file here is a torch zip archive or a legacy torch pickle whose pickles try to run
 code when loaded the usual way (`torch.load(weights_only=False)`, `pickle.loads`):
-through REDUCE on `os.system` and `subprocess`, `builtins.eval`/`exec`, getattr and
-importlib chains, code objects built with `compile` and `types.FunctionType`, the BUILD
-`__setstate__` gadget, the INST/OBJ/STACK_GLOBAL opcodes, a pickle nested in a pickle,
-a persistent id, a second pickle after the first, pickles in other archive members and a
-`data.pkl` in an unexpected folder. Each payload, if it ran, would create a marker file
-named in `manifest.json` in the working directory; the tests run bnstat on every file
-and check that no marker appears, and (a positive control) that loading the same bytes
-the usual way does create it, so the corpus cannot silently go stale.
+through REDUCE on `os.system` and `subprocess`, `builtins.eval`/`exec`, `timeit`,
+getattr and importlib chains, a method of a harmless class (`pathlib.Path.touch`)
+fetched with getattr and then called, handed to `map` or set as `__setstate__`, dunder
+attributes reached with getattr, code objects built with `compile` and
+`types.FunctionType`, the BUILD `__setstate__` gadget, the INST/OBJ/STACK_GLOBAL
+opcodes, a pickle nested in a pickle, a persistent id, a second pickle after the first,
+pickles in other archive members and a `data.pkl` in an unexpected folder. Each payload,
+if it ran, would create a marker file named in `manifest.json` in the working directory;
+the tests run bnstat on every file and check that no marker appears, and (a positive
+control) that loading the same bytes the usual way does create it, so the corpus cannot
+silently go stale.
 
 The pickles are assembled opcode by opcode (no torch needed, no class of this module is
 referenced), archives get fixed timestamps, and nothing depends on the Python version,
-so rerunning this script rewrites the same bytes. `build(name, marker, base)` makes one
-case on the fly, e.g. around a real checkpoint's state dict (`Base.from_torch_zip`).
+so rerunning this script rewrites the same bytes. Two harmless files sit beside them: an
+unknown class, and a method kept as an attribute (`getattr(<class>, "forward")`, never
+called), each to be read with an info note (BN012), not an error. `build(name, marker,
+base)` makes one case on the fly, e.g. around a real checkpoint's state dict
+(`Base.from_torch_zip`).
 """
 
 from __future__ import annotations
@@ -106,6 +112,15 @@ def _getattr_of(module: bytes, attribute: str) -> bytes:
     return call(glob("builtins", "getattr"), module, text(attribute))
 
 
+def _path(marker: str) -> bytes:
+    return call(glob("pathlib", "Path"), text(marker))
+
+
+def _path_touch() -> bytes:
+    """`getattr(pathlib.Path, "touch")`: a plain method of a class that runs no code."""
+    return _getattr_of(glob("pathlib", "Path"), "touch")
+
+
 PAYLOADS: dict[str, Callable[[str], bytes]] = {
     # REDUCE on a process-spawning function
     "os.system": _os_system,
@@ -118,6 +133,14 @@ PAYLOADS: dict[str, Callable[[str], bytes]] = {
     "builtins.eval": lambda m: call(glob("builtins", "eval"), text(python_creating(m))),
     "builtins.exec": lambda m: call(glob("builtins", "exec"), text(python_creating(m))),
     "__builtin__.eval": lambda m: call(glob("__builtin__", "eval"), text(python_creating(m))),
+    # a module outside the usual lists that runs code from a string (once: number=1)
+    "timeit.timeit": lambda m: call(
+        glob("timeit", "timeit"),
+        text(python_creating(m)),
+        text("pass"),
+        glob("time", "perf_counter"),
+        integer(1),
+    ),
     # getattr / importlib / operator chains to reach os.system
     "getattr-chain": lambda m: call(
         _getattr_of(call(glob("builtins", "__import__"), text("os")), "system"), text(touch(m))
@@ -135,6 +158,35 @@ PAYLOADS: dict[str, Callable[[str], bytes]] = {
     ),
     "functools.partial": lambda m: call(
         call(glob("functools", "partial"), glob("os", "system"), text(touch(m)))
+    ),
+    # getattr on a harmless class, then its result called, handed to a call that calls it,
+    # or set as __setstate__ for the next BUILD to call: a plain method reaches the disk
+    "getattr-called": lambda m: call(_path_touch(), _path(m)),
+    "getattr-handed-on": lambda m: call(
+        glob("builtins", "list"), call(glob("builtins", "map"), _path_touch(), lst(_path(m)))
+    ),
+    "getattr-setstate": lambda m: (
+        call(glob("argparse", "Namespace"))
+        + dct((text("__setstate__"), _path_touch()))
+        + b"b"
+        + _path(m)
+        + b"b"
+    ),
+    # a dunder attribute of a harmless class: its module's globals, and os through them
+    "getattr-dunder": lambda m: call(
+        _getattr_of(
+            call(
+                _getattr_of(
+                    _getattr_of(
+                        _getattr_of(glob("argparse", "Namespace"), "__init__"), "__globals__"
+                    ),
+                    "get",
+                ),
+                text("_os"),
+            ),
+            "system",
+        ),
+        text(touch(m)),
     ),
     # a function made from a code object, then called
     "compile+FunctionType": lambda m: call(
@@ -175,10 +227,15 @@ NAMED = {
     "builtins.eval": "builtins.eval",
     "builtins.exec": "builtins.exec",
     "__builtin__.eval": "__builtin__.eval",
+    "timeit.timeit": "timeit.timeit",
     "getattr-chain": "builtins.getattr",
     "importlib-chain": "importlib.import_module",
     "attrgetter-chain": "operator.attrgetter",
     "functools.partial": "functools.partial",
+    "getattr-called": "builtins.getattr",
+    "getattr-handed-on": "builtins.getattr",
+    "getattr-setstate": "builtins.getattr",
+    "getattr-dunder": "builtins.getattr",
     "compile+FunctionType": "types.FunctionType",
     "setstate-gadget": "os.system",
     "INST-opcode": "os.system",
@@ -454,6 +511,14 @@ def _zip_unknown_global(marker: str, base: Base) -> bytes:
     )
 
 
+def _zip_method_reference(marker: str, base: Base) -> bytes:
+    """A head module pickled with a method kept as an attribute, as protocol 2 pickles it:
+    `getattr(<its class>, "forward")`, never called."""
+    head_class = glob("mypackage.heads", "Detect")
+    head = call(head_class) + dct((text("forward"), _getattr_of(head_class, "forward"))) + b"b"
+    return torch_zip(base, pickle_of(dct((text("state_dict"), base.body), (text("head"), head))))
+
+
 def _legacy_sys_info(marker: str, base: Base) -> bytes:
     return legacy_file(tiny_state_dict(legacy=True), sys_info_extra=_os_system(marker))
 
@@ -555,19 +620,32 @@ UNKNOWN_GLOBAL = Case(
 )
 
 
+# Not hostile either: a method kept as an attribute, pickled through getattr: read, with
+# the reference named in the info note (BN012), not a code-in-pickle error.
+METHOD_REFERENCE = Case(
+    "zip_getattr_method_reference",
+    "zip",
+    "report",
+    ("mypackage.heads.Detect.forward (through builtins.getattr)",),
+    "",
+    _zip_method_reference,
+)
+HARMLESS = {case.name: case for case in (UNKNOWN_GLOBAL, METHOD_REFERENCE)}
+
+
 def marker_name(case: str) -> str:
     return f"MARKER-{case}"
 
 
 def build(name: str, marker: str | None = None, base: Base | None = None) -> bytes:
     """The bytes of one case; `marker` defaults to the corpus's marker name."""
-    case = UNKNOWN_GLOBAL if name == UNKNOWN_GLOBAL.name else CASES[name]
+    case = HARMLESS[name] if name in HARMLESS else CASES[name]
     return case.build(marker or marker_name(name), base or tiny_base())
 
 
 def main(folder: Path = HERE) -> None:
     manifest = []
-    for case in [*CASES.values(), UNKNOWN_GLOBAL]:
+    for case in [*CASES.values(), *HARMLESS.values()]:
         filename = case.name + ".pt"
         (folder / filename).write_bytes(build(case.name))
         manifest.append(
