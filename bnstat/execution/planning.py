@@ -25,7 +25,7 @@ lower bound on the sweep's time (compute and transfers perfectly overlapped).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bnstat.errors import NamesArguments
@@ -209,12 +209,14 @@ def _move(resources: Resources, level: int) -> Move:
     return lambda value: 1 / disk.write_speed + value.reads / disk.read_speed
 
 
-def _usage(values: Iterator[_Value] | list[_Value], level: int, stage: int) -> float:
+def _usage(values: Iterable[_Value], level: int, stage: int) -> float:
+    """Bytes in place `level` at `stage`."""
     return sum(v.placed[level] for v in values if v.live(stage))
 
 
-def _peak(values: object, level: int, stages: int) -> int:
-    every = list(values)  # type: ignore[call-overload]
+def _peak(values: Iterable[_Value], level: int, stages: int) -> int:
+    """The most bytes place `level` holds at any stage."""
+    every = list(values)
     return int(max((_usage(every, level, s) for s in range(stages)), default=0.0))
 
 
