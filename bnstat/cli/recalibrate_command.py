@@ -70,6 +70,7 @@ def recalibrate(
 ) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     from bnstat.cli.progress import with_progress
+    from bnstat.termination import sigterm_raises
 
     require_torch("bnstat recalibrate")
     from bnstat.recalibrate.estimator import Method
@@ -90,7 +91,8 @@ def recalibrate(
         verify=verify,
         in_place=in_place,
     )
-    result = with_progress(lambda progress: recalibrate_file(request, progress))
+    with sigterm_raises():  # the library installs no handler: spilled activations go on SIGTERM
+        result = with_progress(lambda progress: recalibrate_file(request, progress))
     if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
     return result

@@ -5,8 +5,9 @@ A segment's outputs are cached per batch until the last segment that reads them 
 `held_elsewhere` reports (the decoded calibration data), stays within `budget` bytes;
 beyond it each new tensor is appended to a file of its value in a temporary folder and
 read back when needed, so memory stays bounded whatever the size of the calibration set.
-The folder is removed when the cache is closed, on success, on an error, on Ctrl-C and
-(inside `termination.sigterm_raises`) on SIGTERM.
+The folder is removed when the cache is closed, on success, on an error, on Ctrl-C and,
+where the program turns SIGTERM into an exception (the command line does, with
+`termination.sigterm_raises`; the library installs no signal handler), on SIGTERM.
 
 Pinned values (changed in place by a later segment) always stay in memory, as the very
 objects the segments produced, so that the change reaches every later reader. Values that

@@ -29,6 +29,7 @@ import torch
 
 from bnstat.errors import ArgumentError, ModelError
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch
 from bnstat.execution.loop import DataLoop, Progress, Silent
 from bnstat.execution.measure import measure
 from bnstat.execution.model import Model
@@ -143,7 +144,7 @@ def _verify(model: Model, loop: DataLoop) -> tuple[dict[str, float], PassRecord]
 
 def estimate(
     model: Model,
-    data: Iterable[torch.Tensor],
+    data: Iterable[Batch],
     method: Method = Method.EXACT,
     sweeps: int = 1,
     verify: bool = True,

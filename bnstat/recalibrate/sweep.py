@@ -22,16 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
-
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch, batch_size
 from bnstat.execution.cache import ActivationCache
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.measure import LayerSums, measure
 from bnstat.execution.model import Model
 from bnstat.execution.schedule import Plan, SegmentSpec
 from bnstat.report.recalibration import CacheUse, PassRecord
-from bnstat.termination import sigterm_raises
 
 
 @dataclass(frozen=True)
@@ -52,8 +50,8 @@ class _Segments:
         self.spec, self.sums = spec, LayerSums(runner.layers, spec.measure, runner.accumulate_on)
         self.segment = runner.segment(spec)
 
-    def on_data(self, index: int, batch: torch.Tensor) -> None:
-        self.sizes.append(len(batch))
+    def on_data(self, index: int, batch: Batch) -> None:
+        self.sizes.append(batch_size(batch))
         self._run(index, [self.runner.model_input(batch)])
 
     def on_cache(self, index: int) -> None:
@@ -79,7 +77,7 @@ def segmented(
     """One sweep through the plan's segments (see the module docstring)."""
     start = time.perf_counter()
     cache = ActivationCache(cache_bytes, plan.pinned, loop.data_bytes)
-    with sigterm_raises(), cache:
+    with cache:
         segments = _Segments(model, plan, cache)
         count = len(plan.segments)
         segments.begin(plan.segments[0])

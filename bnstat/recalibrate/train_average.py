@@ -20,6 +20,7 @@ from dataclasses import replace
 import torch
 
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.model import Model
 from bnstat.execution.moments import ChannelMoments, Moments
@@ -46,7 +47,7 @@ def _native(model: Model, loop: DataLoop) -> Averages:
     """PyTorch's own cumulative average, one pass stopped after the last layer's calls."""
     runner = model.runner
 
-    def step(_index: int, batch: torch.Tensor) -> None:
+    def step(_index: int, batch: Batch) -> None:
         for _ in probe.run(runner.model_input(batch)):  # the model updates its buffers
             pass
 
@@ -71,7 +72,7 @@ def _probed(model: Model, loop: DataLoop) -> Averages:
     }
     calls = dict.fromkeys(names, 0)
 
-    def step(_index: int, batch: torch.Tensor) -> None:
+    def step(_index: int, batch: Batch) -> None:
         for name, values in probe.run(runner.model_input(batch)):
             one = ChannelMoments(values.shape[1], values.device)
             one.update(values)
