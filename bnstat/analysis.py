@@ -134,20 +134,30 @@ def analyze_file(
     data: DataRequest | None = None,
     progress: Progress | None = None,
 ) -> list[CheckpointReport]:
-    """One entry per model found in the file (e.g. `model` and `ema`).
+    """One entry per model found in the file (e.g. `model` and `ema`); with `data`, each
+    is also run on the data folder."""
+    path, sniffed = (item.path, item.sniffed) if isinstance(item, Input) else (item, None)
+    with open_checkpoint(path, sniffed) as raw:
+        on_data = None
+        if data is not None:
+            from bnstat.stages.diagnose import on_folder
+
+            on_data = on_folder(data, progress)
+        return analyze_checkpoint(raw, settings, on_data)
+
+
+def analyze_checkpoint(
+    raw: RawCheckpoint, settings: Settings, on_data: OnData | None = None
+) -> list[CheckpointReport]:
+    """One entry per model of an open checkpoint (a file, or an object in memory).
 
     NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
     """
-    path, sniffed = (item.path, item.sniffed) if isinstance(item, Input) else (item, None)
-    with open_checkpoint(path, sniffed) as raw, np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):
         models = models_to_read(raw)
-        on_data = None
-        if data is not None:
-            from bnstat.stages.diagnose import OnData
-
-            on_data = OnData(data, progress, sum(1 for _, refs in models if refs) > 1)
+        several = sum(1 for _, refs in models if refs) > 1
         return [
-            _report(raw, state, refs, settings, index == 0, on_data)
+            _report(raw, state, refs, settings, index == 0, on_data, several)
             for index, (state, refs) in enumerate(models)
         ]
 
@@ -159,15 +169,16 @@ def _report(
     settings: Settings,
     first: bool,
     on_data: OnData | None,
+    several: bool,
 ) -> CheckpointReport:
     """The report stage: one model's layers and findings (and data run) together."""
     batch = read_layers(refs, settings.eps)
     layers = layer_reports(batch)
     facts, run = None, None
-    if on_data is not None and refs and on_data.request.run.model.spec.source in (None, state.name):
+    if on_data is not None and refs and on_data.source in (None, state.name):
         from bnstat.stages.diagnose import diagnose_model
 
-        diagnosed = diagnose_model(raw, state.name, batch, layers, settings.thresholds, on_data)
+        diagnosed = diagnose_model(raw, state, several, batch, layers, settings.thresholds, on_data)
         facts, layers, run = diagnosed.facts, diagnosed.layers, diagnosed.run
     refused = raw.refused_globals if first else ()
     rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts)

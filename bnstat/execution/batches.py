@@ -5,8 +5,9 @@ A batch from the image folder is one tensor; a caller's `DataLoader` gives tenso
 is a mapping too), or lists of per-sample dicts as detection models take them. The pass
 loop and the caller's data source need the same few answers about any of them, given
 here once: how many samples it holds (the first dimension of its first tensor; a list
-of dicts holds one sample per dict), its first samples, two batches joined, and a short
-description for messages.
+of dicts holds one sample per dict), its first samples, two batches joined, its bytes,
+a short description for messages, and a checksum that tells whether an iteration of the
+data gave the same batch again.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def _join(first: Any, second: Any, sizes: tuple[int, int]) -> Any | None:
     return first if first == second else None
 
 
+def nbytes(batch: Batch) -> int:
+    """Bytes held by the batch's tensors."""
+    return sum(tensor.element_size() * tensor.nelement() for tensor in tensors_in(batch))
+
+
 def described(batch: Batch) -> str:
     """The batch for a message: `a batch of shape (32, 3, 8, 8)`, or its parts' shapes."""
     if isinstance(batch, torch.Tensor):
@@ -123,3 +129,23 @@ def _parts(value: Any) -> str:
         more = f", ... {len(value)} in all" if len(value) > 4 else ""
         return f"({shown}{more})" if isinstance(value, tuple) else f"[{shown}{more}]"
     return type(value).__name__
+
+
+Checksum = tuple[tuple[tuple[int, ...], str, str, str], ...]
+
+
+def checksum(batch: Batch) -> Checksum:
+    """Per tensor: shape, dtype, the sum of its values and a sum weighted by position
+    along the last dimension and across the others (a flip or another order of samples
+    changes it). The same batch read again gives the same numbers to the last bit."""
+    sums = []
+    for tensor in tensors_in(batch):
+        last = tensor.shape[-1] if tensor.dim() else 1
+        values = tensor.detach().to(torch.float64).reshape(-1, last)
+        device = values.device
+        across = torch.arange(1, last + 1, dtype=torch.float64, device=device)
+        down = torch.arange(1, len(values) + 1, dtype=torch.float64, device=device).sqrt()
+        weighted = ((values * across).sum(dim=1) * down).sum()
+        total = float(values.sum()).hex()
+        sums.append((tuple(tensor.shape), str(tensor.dtype), total, float(weighted).hex()))
+    return tuple(sums)
