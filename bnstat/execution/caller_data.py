@@ -6,7 +6,9 @@ that shuffles or augments gives other batches every time it is iterated, while t
 sweep, its fallback and the verification pass must all see the same samples. So the
 first iteration is the one: its batches are kept (by reference) while they fit the
 memory budget, which they share with the activation cache as the image folder's decoded
-batches do, and later passes replay them without touching the caller's data.
+batches do, and later passes replay them without touching the caller's data. (The
+first batch is kept whatever its size, so that the look at it that finds the layers is
+resumed rather than repeated.)
 
 Batches that do not fit are not kept. A later pass then iterates the data again and
 compares each batch's checksum (`batches.checksum`) with the first iteration's before
@@ -94,12 +96,13 @@ class CallerData:
             self.first = batch if index == 0 else self.first
 
     def _keep(self, batch: Batch) -> None:
+        """Keep the batch while the kept ones fit the budget; the first is always kept,
+        so that the pass that looked at it alone can be resumed."""
         if self._kept is None:
             return
+        self._kept.append(batch)
         self.held_bytes += nbytes(batch)
-        if self.held_bytes <= self.budget:
-            self._kept.append(batch)
-        else:
+        if self.held_bytes > self.budget and len(self._kept) > 1:
             self._kept, self.held_bytes = None, 0
 
     def _end(self, count: int) -> None:
