@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from bnstat.api.arguments import at_least, require
 from bnstat.errors import ArgumentError
@@ -34,9 +33,9 @@ Device = Union[str, "torch.device", None]
 DEFAULT_CACHE_MB = 2048
 
 
-@dataclass(frozen=True)
-class Opened:
-    """The caller's module as the engine runs it, its data, and what the report says."""
+class Opened(NamedTuple):
+    """The caller's module as the engine runs it, its data, and what the report says (a
+    named tuple: `dataclasses` would cost `import bnstat` its imports)."""
 
     model: Model
     data: CallerData
