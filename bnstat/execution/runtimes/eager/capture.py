@@ -68,10 +68,10 @@ def _call(example: Any) -> Call:
     return example
 
 
-def _arguments(model: nn.Module, call: Call, defaults: bool) -> dict[str, Any]:
+def _arguments(signature: inspect.Signature, call: Call, defaults: bool) -> dict[str, Any]:
     """The call's arguments by the forward's parameter names (with their defaults)."""
     try:
-        binding = inspect.signature(model.forward).bind(*call.args, **call.kwargs)
+        binding = signature.bind(*call.args, **call.kwargs)
     except (TypeError, ValueError) as err:
         raise CaptureFailed(f"the call does not fit the forward's signature: {err}") from err
     if defaults:
@@ -85,7 +85,8 @@ def _holds_tensors(value: Any) -> bool:
 
 def trace(model: nn.Module, modules: dict[str, Any], example: Any, order: list[str]) -> FxGraph:
     """The model as traced by torch.fx, its BatchNorm modules as `call_module` nodes."""
-    arguments = _arguments(model, _call(example), defaults=True)
+    signature = inspect.signature(model.forward)
+    arguments = _arguments(signature, _call(example), defaults=True)
     fixed = {name: value for name, value in arguments.items() if not _holds_tensors(value)}
     try:
         traced = fx.symbolic_trace(model, concrete_args=fixed or None)
@@ -97,7 +98,7 @@ def trace(model: nn.Module, modules: dict[str, Any], example: Any, order: list[s
         return target if node.op == "call_module" and target in modules else None
 
     def feed(call: Call) -> tuple[Any, ...]:
-        return tuple(_arguments(model, call, defaults=True).values())
+        return tuple(_arguments(signature, call, defaults=True).values())
 
     return _checked(FxGraph(traced, traced.graph, layer_of, feed), order, "torch.fx")
 
@@ -114,7 +115,7 @@ def export(model: nn.Module, modules: dict[str, Any], example: Any, order: list[
 
     shapes = {
         name: _pytree.tree_map(dynamic, value)
-        for name, value in _arguments(model, call, defaults=False).items()
+        for name, value in _arguments(inspect.signature(model.forward), call, False).items()
     }
     try:
         with torch.inference_mode(False), _quiet():  # clones: not inference tensors
