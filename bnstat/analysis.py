@@ -171,36 +171,48 @@ def analyze_file(
     progress: Progress | None = None,
 ) -> list[CheckpointReport] | SkippedFile:
     """One entry per model found in the file (e.g. `model` and `ema`), with what reading
-    it cost when it is a URL.
+    it cost when it is a URL; with `data`, each is also run on the data folder.
 
     A file that holds no model is one entry with a BN013 note saying what it holds, or,
     found by a folder scan or a pattern, a `SkippedFile`. Layers whose file records no
     eps take the one a `config.json` beside it states, else the settings' (`--eps`).
-    NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
     """
     item = item if isinstance(item, Input) else Input(item)
     eps_config = config_eps(item.path)
     if eps_config is not None:
         settings = replace(settings, eps=eps_config.eps)
-    with open_checkpoint(item.path, item.sniffed) as raw, np.errstate(all="ignore"):
+    with open_checkpoint(item.path, item.sniffed) as raw:
+        on_data = None
+        if data is not None:
+            from bnstat.stages.diagnose import on_folder
+
+            on_data = on_folder(data, progress)
         try:
-            models = models_to_read(raw)
+            reports = analyze_checkpoint(raw, settings, on_data)
         except NoModelError as err:
             if not item.named:
                 return SkippedFile(str(item.path), str(err))
-            return [_report(raw, StateDict(None), [], settings, True, None, str(err))]
-        fetch_ahead(raw, models)
-        on_data = None
-        if data is not None:
-            from bnstat.stages.diagnose import OnData
+            reports = [_report(raw, StateDict(None), [], settings, True, None, False, str(err))]
+    cost = _cost(item.path)
+    return [replace(report, eps_config=eps_config, cost=cost) for report in reports]
 
-            on_data = OnData(data, progress, sum(1 for _, refs in models if refs) > 1)
-        reports = [
-            replace(_report(raw, state, refs, settings, index == 0, on_data), eps_config=eps_config)
+
+def analyze_checkpoint(
+    raw: RawCheckpoint, settings: Settings, on_data: OnData | None = None
+) -> list[CheckpointReport]:
+    """One entry per model of an open checkpoint (a file, or an object in memory); a
+    `NoModelError` for one that holds none.
+
+    NaN and infinite statistics are findings (BN001), not numpy warnings on stderr.
+    """
+    with np.errstate(all="ignore"):
+        models = models_to_read(raw)
+        fetch_ahead(raw, models)
+        several = sum(1 for _, refs in models if refs) > 1
+        return [
+            _report(raw, state, refs, settings, index == 0, on_data, several)
             for index, (state, refs) in enumerate(models)
         ]
-    cost = _cost(item.path)
-    return [replace(report, cost=cost) for report in reports] if cost else reports
 
 
 def _cost(location: Location) -> FetchCost | None:
@@ -215,6 +227,7 @@ def _report(
     settings: Settings,
     first: bool,
     on_data: OnData | None,
+    several: bool,
     no_model: str | None = None,
 ) -> CheckpointReport:
     """The report stage: one model's layers and findings (and data run) together; or,
@@ -222,10 +235,10 @@ def _report(
     batch = read_layers(refs, settings.eps)
     layers = layer_reports(batch)
     facts, run = None, None
-    if on_data is not None and refs and on_data.request.run.model.spec.source in (None, state.name):
+    if on_data is not None and refs and on_data.source in (None, state.name):
         from bnstat.stages.diagnose import diagnose_model
 
-        diagnosed = diagnose_model(raw, state.name, batch, layers, settings.thresholds, on_data)
+        diagnosed = diagnose_model(raw, state, several, batch, layers, settings.thresholds, on_data)
         facts, layers, run = diagnosed.facts, diagnosed.layers, diagnosed.run
     refused = raw.refused_globals if first else ()
     rule_input = RuleInput(batch, settings.thresholds, refused, raw.format, facts, no_model)

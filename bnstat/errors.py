@@ -92,6 +92,11 @@ class MissingDependencyError(BnstatError):
         self.extra = extra
 
 
+class BnstatWarning(UserWarning):
+    """Something the library's caller should know that does not stop the call (a
+    checkpoint among several that could not be read)."""
+
+
 def internal_error(err: BaseException, debug_hint: bool = True) -> str:
     """One line for an exception nobody foresaw: a bug to report, not a bad input."""
     hint = " (rerun with --debug for the traceback)" if debug_hint else ""

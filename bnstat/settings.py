@@ -68,27 +68,38 @@ class Settings:
         )
 
 
+def known_codes() -> str:
+    return f"BN001..{RULES[-1].code}"
+
+
+def known_thresholds() -> str:
+    return ", ".join(sorted(PARAMS))
+
+
+def unknown_codes(codes: Iterable[str]) -> list[str]:
+    """The codes that are neither a rule's code nor the start of one."""
+    known = [r.code for r in RULES]
+    return [code for code in codes if not any(k.startswith(code) for k in known)]
+
+
+def valid_threshold(value: Any) -> bool:
+    """A threshold is a finite number >= 0 (not a bool)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
+
+
 def rule_codes(values: Sequence[str], where: str) -> tuple[str, ...]:
     """Validate rule code prefixes such as `BN004` or `BN00` (case-insensitive)."""
     codes = tuple(v.strip().upper() for v in values if v.strip())
-    known = [r.code for r in RULES]
-    for code in codes:
-        if not any(k.startswith(code) for k in known):
-            raise ConfigError(f"{where}: unknown rule code {code!r} (known: BN001..{known[-1]})")
+    for code in unknown_codes(codes):
+        raise ConfigError(f"{where}: unknown rule code {code!r} (known: {known_codes()})")
     return codes
 
 
 def threshold_value(name: str, value: Any, where: str) -> float:
     if name not in PARAMS:
-        raise ConfigError(
-            f"{where}: unknown threshold {name!r} (known: {', '.join(sorted(PARAMS))})"
-        )
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+        raise ConfigError(f"{where}: unknown threshold {name!r} (known: {known_thresholds()})")
+    if not valid_threshold(value):
         raise ConfigError(f"{where}: threshold {name} must be a finite number >= 0, got {value!r}")
     return float(value)
 

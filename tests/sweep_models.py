@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,3 +92,51 @@ def with_reset_statistics(model: nn.Module) -> nn.Module:
 def images(count: int = 96, size: int = 16, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(count, 3, size, size, generator=generator) * 2 + 0.5
+
+
+class Masked(nn.Module):
+    """A forward with a keyword input and a flag, as many real models have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.mix, self.bn2 = nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)
+        self.head, self.bn3 = nn.Linear(8, 4), nn.BatchNorm1d(4)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, flip: bool = False
+    ) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv(x)))
+        if mask is not None:
+            y = y * mask
+        if flip:
+            y = y.flip(-1)
+        y = self.bn2(self.mix(y)) + y
+        return self.bn3(self.head(y.mean((2, 3))))  # type: ignore[no-any-return]
+
+
+class PerChannelLoop(Masked):
+    """Python control flow on a shape: torch.fx cannot trace it, torch.export can."""
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, flip: bool = False
+    ) -> torch.Tensor:
+        for _ in range(x.shape[1] - 2):
+            x = x * 1.5
+        return super().forward(x, mask, flip)
+
+
+def dict_batches(count: int = 5, size: int = 8) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        {
+            "image": torch.rand(size, 3, 6, 6, generator=generator) * 3 + 1,
+            "mask": (torch.rand(size, 1, 6, 6, generator=generator) > 0.3).float(),
+            "label": torch.randint(0, 4, (size,), generator=generator),
+        }
+        for _ in range(count)
+    ]
+
+
+def keyword_call(model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
+    return model(batch["image"], mask=batch["mask"], flip=True)

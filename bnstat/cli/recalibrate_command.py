@@ -78,6 +78,7 @@ def recalibrate(
 ) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     from bnstat.cli.progress import with_progress
+    from bnstat.termination import sigterm_raises
 
     require_torch("bnstat recalibrate")
     from bnstat.location import parse_location
@@ -102,7 +103,7 @@ def recalibrate(
         verify=verify,
         in_place=in_place,
     )
-    with _local_copy(location):
+    with _local_copy(location), sigterm_raises():  # the library installs no handler
         result = with_progress(
             lambda progress: recalibrate_file(request, progress), run.display.progress
         )

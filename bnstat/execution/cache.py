@@ -11,8 +11,9 @@ one (data of unknown size), tensors stay in host memory while the total, with wh
 Files are written by a background thread while the model computes, so the disk and the
 model work at the same time; reads fetch the next batch of a value ahead of its use. A
 segment's writes are all on disk before the next segment reads them (`flush`). The folder
-is removed when the cache is closed, on success, on an error, on Ctrl-C and (inside
-`termination.sigterm_raises`) on SIGTERM.
+is removed when the cache is closed, on success, on an error, on Ctrl-C and, where the
+program turns SIGTERM into an exception (the command line does, with
+`termination.sigterm_raises`; the library installs no signal handler), on SIGTERM.
 
 Pinned values (changed in place by a later segment) always stay in memory, as the very
 objects the segments produced, so that the change reaches every later reader. Values that
@@ -34,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bnstat.execution.batches import nbytes
 from bnstat.execution.planning import Placement
-from bnstat.execution.profile import nbytes
 from bnstat.report.recalibration import CacheUse
 
 IN_FLIGHT = 512 * 2**20  # bytes queued for the writer before a put waits for it

@@ -1,9 +1,12 @@
-"""Scale-out under `torchrun`: which process this is, and summing tensors across processes.
+"""Scale-out: which process this is, and summing tensors across processes.
 
 When `torchrun` starts several processes (WORLD_SIZE > 1 in the environment), each one
 takes every WORLD_SIZE-th calibration sample and the per-channel sums are added up over
-the gloo backend (small CPU tensors, whatever device the model runs on). Everything else
-in bnstat is unaware of distribution.
+the gloo backend (small CPU tensors, whatever device the model runs on). A library
+caller's own process group (`bnstat.recalibrate` inside an initialised
+`torch.distributed` job) is used as it is: small CPU tensors too, unless it has only
+NCCL, whose collectives take the current CUDA device's tensors. Everything else in bnstat
+is unaware of distribution.
 """
 
 from __future__ import annotations
@@ -40,17 +43,30 @@ def is_active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def processes() -> int:
+    """How many processes share the work (1 outside a distributed run)."""
+    return dist.get_world_size() if is_active() else 1
+
+
+def _collective_device() -> torch.device:
+    """Where the group's collectives take their tensors: the CPU, unless it is NCCL only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def broadcast_from_first(tensor: torch.Tensor) -> torch.Tensor:
-    result = tensor.detach().to("cpu", torch.float64).clone()
+    result = tensor.detach().to(_collective_device(), torch.float64).clone()
     dist.broadcast(result, src=0)
-    return result
+    return result.cpu()
 
 
 def sum_across_processes(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    results = [t.detach().to("cpu", torch.float64).clone() for t in tensors]
+    device = _collective_device()
+    results = [t.detach().to(device, torch.float64).clone() for t in tensors]
     for result in results:
         dist.all_reduce(result, op=dist.ReduceOp.SUM)
-    return results
+    return [result.cpu() for result in results]
 
 
 def total(count: int) -> int:

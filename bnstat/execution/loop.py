@@ -1,8 +1,9 @@
 """The one loop over calibration batches: skipping, merging, progress, timing and the
 model's errors.
 
-A data source is any iterable of batches (the image-folder loader, a list, a user's
-`DataLoader`); every estimator runs its passes through a `DataLoop` over it: a pass over
+A data source is any iterable of batches (the image-folder loader, the caller's data of
+`caller_data`), a batch being anything `batches` can size: a tensor, or tuples, lists
+and mappings of them. Every estimator runs its passes through a `DataLoop` over it: a pass over
 the data (feeding the model, or the first segment of a segmented sweep) or over the
 batches already in the activation cache (the later segments). What every pass needs is
 done here once, not by each source: batches of a size the model cannot run are skipped
@@ -18,9 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-import torch
-
 from bnstat.errors import BnstatError, ModelError
+from bnstat.execution.batches import Batch, batch_size, described, joined
 from bnstat.report.recalibration import PassRecord
 
 Result = TypeVar("Result")
@@ -59,7 +59,7 @@ def _first_line(err: BaseException) -> str:
 class DataLoop:
     """Runs passes over `data`; `exact_batch` set: batches of any other size are skipped."""
 
-    data: Iterable[torch.Tensor]
+    data: Iterable[Batch]
     progress: Progress = field(default_factory=Silent)
     exact_batch: int | None = None
     total: int | None = None  # samples in a pass, once known (for progress)
@@ -68,25 +68,25 @@ class DataLoop:
         """Bytes of decoded data the source keeps in memory between passes."""
         return int(getattr(self.data, "held_bytes", 0))
 
-    def expected_samples(self, first: torch.Tensor) -> int | None:
+    def expected_samples(self, first: Batch) -> int | None:
         """How many samples a pass will see: what the source says (`samples`), else its
         length in batches times the first batch's size; None where neither is known."""
         said = getattr(self.data, "samples", None)
         if isinstance(said, int):
             return said
         try:
-            return len(self.data) * len(first)  # type: ignore[arg-type]
+            return len(self.data) * batch_size(first)  # type: ignore[arg-type]
         except TypeError:
             return None
 
-    def first_batch(self) -> torch.Tensor:
+    def first_batch(self) -> Batch:
         for batch in self.data:
-            if self.exact_batch is None or len(batch) == self.exact_batch:
+            if self.exact_batch is None or batch_size(batch) == self.exact_batch:
                 return batch
         raise ModelError("the calibration data yielded no batches")
 
     def over_data(
-        self, label: str, step: Callable[[int, torch.Tensor], None], merge_singleton: bool = False
+        self, label: str, step: Callable[[int, Batch], None], merge_singleton: bool = False
     ) -> PassRecord:
         """`step(index, batch)` for every batch the model can run; a record of the pass."""
         start, samples, batches, skipped = time.perf_counter(), 0, 0, 0
@@ -94,12 +94,13 @@ class DataLoop:
         try:
             data = merge_last_singleton(self.data) if merge_singleton else self.data
             for batch in data:
-                if self.exact_batch is not None and len(batch) != self.exact_batch:
-                    skipped += len(batch)
+                size = batch_size(batch)
+                if self.exact_batch is not None and size != self.exact_batch:
+                    skipped += size
                     continue
-                _guarded(step, batches, batch, f"a batch of shape {tuple(batch.shape)}")
-                samples, batches = samples + len(batch), batches + 1
-                self.progress.advance(len(batch))
+                _guarded(step, batches, batch, described(batch))
+                samples, batches = samples + size, batches + 1
+                self.progress.advance(size)
         finally:
             self.progress.finish()
         if batches == 0:
@@ -118,7 +119,7 @@ class DataLoop:
             self.progress.finish()
 
 
-def _guarded(step: Callable[..., None], index: int, batch: torch.Tensor | None, what: str) -> None:
+def _guarded(step: Callable[..., None], index: int, batch: Batch | None, what: str) -> None:
     """`step(index[, batch])`, with the model's own failures turned into a ModelError."""
     model_call(lambda: step(index) if batch is None else step(index, batch), what)
 
@@ -136,13 +137,15 @@ def model_call(action: Callable[[], Result], what: str) -> Result:
         ) from err
 
 
-def merge_last_singleton(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """Fold a final batch of one sample into the batch before it, when there is one."""
-    held: list[torch.Tensor] = []
+def merge_last_singleton(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Fold a final batch of one sample into the batch before it, when there is one and
+    the two can be joined."""
+    held: list[Batch] = []
     for batch in batches:
         held.append(batch)
         if len(held) == 3:
             yield held.pop(0)
-    if len(held) == 2 and len(held[1]) == 1:
-        held = [torch.cat(held)]
+    if len(held) == 2 and batch_size(held[1]) == 1:
+        merged = joined(*held)
+        held = held if merged is None else [merged]
     yield from held

@@ -5,25 +5,28 @@ of some layers over every batch of a pass; `measure` fills it from one probe pas
 model's current state. The exact sweep measures each front this way (or through its
 segments), the verification pass every layer at once.
 
-`measure_on_data` is the data diagnosis behind `inspect`/`check --data`: the model is
-built as `recalibrate` builds it (the same runtimes, from the same options), the data is
-loaded as `recalibrate` loads it, and one pass in eval mode measures every layer's input
-with the statistics stored in the file. Nothing is changed or written: the stored
+`measure_model` is the data diagnosis: one pass in eval mode measures every layer's input
+with the statistics the model holds. Nothing is changed or written: the stored
 statistics are what is being tested (`data_fit` and rule BN014 judge them).
+`measure_on_data` runs it for `inspect`/`check --data`: the model is built as
+`recalibrate` builds it (the same runtimes, from the same options) and the data is
+loaded as `recalibrate` loads it; `bnstat.diagnose` runs it on a module and batches in
+memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from bnstat.data_fit import Measured
-from bnstat.execution.data import DataOptions, FolderData
+from bnstat.execution.batches import Batch
+from bnstat.execution.data import FolderData
 from bnstat.execution.loop import DataLoop, Progress, Silent
-from bnstat.execution.model import Layer, ModelRunner, StatisticsStore, fitted_options
+from bnstat.execution.model import Layer, Model, ModelRunner, StatisticsStore, fitted_options
 from bnstat.execution.model_options import RunRequest
 from bnstat.execution.moments import ChannelMoments, Moments
 from bnstat.execution.runtimes import RUN_AS_THEY_ARE, open_model
@@ -59,7 +62,7 @@ class LayerSums:
 class Observer(Protocol):
     """Told of every batch of a measuring pass and of what was measured on it."""
 
-    def keep(self, index: int, batch: torch.Tensor) -> None: ...
+    def keep(self, index: int, batch: Batch) -> None: ...
     def saw(self, index: int, found: Sequence[tuple[str, torch.Tensor]]) -> None: ...
 
 
@@ -88,6 +91,9 @@ def measure(
     return sums, record
 
 
+SHOWN_OPTIONS = ("image_size", "resize", "mean", "std", "channels", "max_samples", "batch_size")
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Per layer (by name): its measured input and eps; the layers in execution order."""
@@ -97,8 +103,41 @@ class Measurement:
     order: tuple[str, ...]
     samples: int
     origin: str  # where the model came from
-    options: DataOptions  # the data options in effect (channels, batch size, ...)
-    input: str  # what the model was fed, in words
+    options: tuple[tuple[str, Any], ...] = ()  # the data options in effect, by name
+    input: str = ""  # what the model was fed, in words
+
+    def renamed(self, name: Callable[[str], str]) -> Measurement:
+        """The same measurement with every layer called `name(layer)`."""
+        return replace(
+            self,
+            measured={name(layer): value for layer, value in self.measured.items()},
+            eps={name(layer): value for layer, value in self.eps.items()},
+            order=tuple(name(layer) for layer in self.order),
+        )
+
+
+def measure_model(model: Model, data: Iterable[Batch], progress: Progress | None) -> Measurement:
+    """Every layer's input over one eval-mode pass with the statistics the model has now
+    (nothing is changed); the origin, options and input are for the caller to fill in."""
+    runner = model.runner
+    loop = DataLoop(data, progress or Silent(), runner.takes.exact_batch)
+    with runner.evaluating():
+        runner.prepare(loop.first_batch())
+        names = [layer.name for layer in runner.layers]
+        sums, record = measure(runner, names, loop, "measure")
+        moments = sums.compute()
+    for name, result in moments.items():
+        result.require_variance(name)
+    return Measurement(
+        measured={
+            name: Measured(result.mean.numpy(), result.var.numpy(), record.samples)
+            for name, result in moments.items()
+        },
+        eps={layer.name: layer.eps for layer in runner.layers},
+        order=tuple(names),
+        samples=record.samples,
+        origin=runner.origin.kind,
+    )
 
 
 def measure_on_data(
@@ -110,27 +149,8 @@ def measure_on_data(
     if raw.format in RUN_AS_THEY_ARE:  # a folder may mix them with state dicts for --arch
         spec = replace(spec, arch=None, arch_kwargs={})
     model = open_model(raw, replace(request.model, spec=spec))
-    runner = model.runner
-    options = fitted_options(runner.takes, request.options, request.channels)
+    options = fitted_options(model.runner.takes, request.options, request.channels)
     data = FolderData(request.data, options)
-    loop = DataLoop(data, progress or Silent(), runner.takes.exact_batch)
-    with runner.evaluating():
-        runner.prepare(loop.first_batch())
-        names = [layer.name for layer in runner.layers]
-        sums, record = measure(runner, names, loop, "measure")
-        moments = sums.compute()
-    for name, result in moments.items():
-        result.require_variance(name)
-    measured = {
-        name: Measured(result.mean.numpy(), result.var.numpy(), record.samples)
-        for name, result in moments.items()
-    }
-    return Measurement(
-        measured=measured,
-        eps={layer.name: layer.eps for layer in runner.layers},
-        order=tuple(names),
-        samples=record.samples,
-        origin=runner.origin.kind,
-        options=options,
-        input=data.describe(),
-    )
+    measurement = measure_model(model, data, progress)
+    shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
+    return replace(measurement, options=shown, input=data.describe())

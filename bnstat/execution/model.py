@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import torch
 
 from bnstat.errors import ModelError
+from bnstat.execution.batches import Batch
 from bnstat.execution.data.options import DataOptions
 from bnstat.execution.moments import Moments
 from bnstat.execution.schedule import Op, SegmentSpec
@@ -100,7 +101,7 @@ class ModelRunner(Protocol):
     def unreached(self) -> tuple[str, ...]:
         """Layers with statistics that the forward pass never calls."""
 
-    def prepare(self, batch: torch.Tensor) -> None:
+    def prepare(self, batch: Batch) -> None:
         """Find the layers (and the graph), given a first batch of samples to try."""
 
     def capture(self) -> Capture: ...
@@ -109,8 +110,8 @@ class ModelRunner(Protocol):
 
     def probe(self, layers: Sequence[str]) -> Probe: ...
 
-    def model_input(self, batch: torch.Tensor) -> Any:
-        """What the model is called with for a batch of samples (on its device)."""
+    def model_input(self, batch: Batch) -> Any:
+        """What the model is called with for a batch (its tensors on its device)."""
 
     def evaluating(self) -> AbstractContextManager[None]:
         """Eval mode and no autograd for the block; the modes it had come back after."""

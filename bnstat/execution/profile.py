@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from bnstat.execution.batches import Batch, batch_size, described, nbytes
 from bnstat.execution.loop import model_call
 from bnstat.execution.model import ModelRunner
 from bnstat.execution.schedule import Plan
@@ -38,18 +37,7 @@ class Profile:
         return sum(self.segment_seconds)
 
 
-def nbytes(item: Any) -> int:
-    """Bytes of the tensors in a value (tuples, lists and dicts of them too)."""
-    if isinstance(item, torch.Tensor):
-        return item.element_size() * item.nelement()
-    if isinstance(item, tuple | list):
-        return sum(nbytes(part) for part in item)
-    if isinstance(item, dict):
-        return sum(nbytes(part) for part in item.values())
-    return 0
-
-
-def profile(runner: ModelRunner, plan: Plan, batch: torch.Tensor) -> Profile:
+def profile(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
     """Run the plan's segments twice on `batch` (see the module docstring); the faster time
     of each segment is its own, without what a first call costs (kernels, allocation) or a
     busy moment of the machine."""
@@ -58,13 +46,13 @@ def profile(runner: ModelRunner, plan: Plan, batch: torch.Tensor) -> Profile:
     return Profile(second.value_bytes, fastest, second.working_bytes)
 
 
-def _run(runner: ModelRunner, plan: Plan, batch: torch.Tensor) -> Profile:
-    size = len(batch)
+def _run(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
+    size = batch_size(batch)
     values: dict[int, Any] = {}
     sizes: dict[int, float] = {}
     seconds: list[float] = []
     working = 0
-    what = f"a batch of shape {tuple(batch.shape)}"
+    what = described(batch)
     for spec in plan.segments:
         run = runner.segment(spec).run
         inputs = [values[v] for v in spec.inputs] if spec.index else [runner.model_input(batch)]

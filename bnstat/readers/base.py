@@ -41,7 +41,8 @@ def parse_json(text: bytes, what: str) -> Any:
 
 
 class CheckpointFormat(str, enum.Enum):
-    """File formats bnstat reads; the values are the `format` field of the JSON report."""
+    """File formats bnstat reads, and the objects in memory the library reads like them;
+    the values are the `format` field of the JSON report."""
 
     TORCH_ZIP = "torch-zip"
     TORCH_LEGACY = "torch-legacy"
@@ -50,6 +51,8 @@ class CheckpointFormat(str, enum.Enum):
     PT2 = "pt2"
     ONNX = "onnx"
     PICKLE = "pickle"  # a plain Python pickle (`pickle.dump`) holding torch tensors
+    MODULE = "module"  # an nn.Module in memory (`bnstat.check(model)`)
+    STATE_DICT = "state-dict"  # a mapping of tensors in memory
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import torch
-
 from bnstat.errors import ArgumentError, ModelError
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch
 from bnstat.execution.loop import DataLoop, Progress, Silent
 from bnstat.execution.model import Model
 from bnstat.execution.moments import Moments
@@ -70,7 +69,7 @@ class Estimate:
 
 def estimate(
     model: Model,
-    data: Iterable[torch.Tensor],
+    data: Iterable[Batch],
     method: Method = Method.EXACT,
     sweeps: int = 1,
     verify: bool = True,

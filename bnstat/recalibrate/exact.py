@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
+from bnstat.execution.batches import Batch, batch_size, nbytes
 from bnstat.execution.loop import DataLoop, Progress
 from bnstat.execution.model import Model
 from bnstat.execution.moments import Moments
@@ -27,6 +26,7 @@ from bnstat.execution.schedule import Plan, Unsegmentable, fronts, plan
 from bnstat.recalibrate.sweep import SweepResult, by_front, segmented
 from bnstat.recalibrate.verification import EVERY, Witness, mismatch
 from bnstat.report.recalibration import CacheUse, PassRecord, PlanRecord
+from bnstat.wording import counted
 
 LONG_RUN_SECONDS = 30.0  # a plan expected to take at least this long is announced
 
@@ -38,7 +38,7 @@ class ExactSweeps:
 
     model: Model
     loop: DataLoop
-    first: torch.Tensor  # the first batch, to profile the segments on
+    first: Batch  # the first batch, to profile the segments on
     resources: Resources
     witness: Witness | None = None
     segment: bool = True
@@ -64,7 +64,7 @@ class ExactSweeps:
             return
         self.cache_plan = self._planned(self.plan)
         segments = len(self.plan.segments)
-        how = f"segmented: {segments} segments of the {capture.how} graph, one pass"
+        how = f"segmented: {counted(segments, 'segment')} of the {capture.how} graph, one pass"
         recomputed = len(self.cache_plan.plan.recomputed) if self.cache_plan else 0
         self.strategy = how + (f", {recomputed} values recomputed" if recomputed else "")
 
@@ -75,7 +75,8 @@ class ExactSweeps:
             return None
         measured = profile(self.model.runner, base, self.first)
         held = self._held(samples)
-        result = plan_cache(base, measured, samples, len(self.first), self.resources, held)
+        size = batch_size(self.first)
+        result = plan_cache(base, measured, samples, size, self.resources, held)
         if self.progress is not None and result.lower_bound >= LONG_RUN_SECONDS:
             self.progress.note(result.describe())
         return result
@@ -84,7 +85,7 @@ class ExactSweeps:
         """Memory the data will take: a source that keeps its decoded batches between
         passes (`held_bytes`) keeps them while they fit in the budget; the verification
         keeps one batch in `EVERY`."""
-        sample_bytes = self.first.element_size() * self.first[0].nelement()
+        sample_bytes = nbytes(self.first) // max(batch_size(self.first), 1)
         kept = samples * sample_bytes // EVERY if self.witness is not None else 0
         if not hasattr(self.loop.data, "held_bytes"):
             return kept

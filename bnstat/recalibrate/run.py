@@ -22,7 +22,7 @@ from bnstat.execution.resources import accelerator, disk, memory_budget
 from bnstat.execution.runtimes import open_model
 from bnstat.location import Location
 from bnstat.recalibrate.estimator import Method, estimate
-from bnstat.recalibrate.reporting import recalibration_report
+from bnstat.recalibrate.reporting import DataSummary, recalibration_report
 from bnstat.report.recalibration import RecalibrationReport
 from bnstat.stages.open_checkpoint import open_checkpoint
 from bnstat.writers.target import check_target
@@ -58,8 +58,9 @@ def recalibrate_file(request: Request, progress: Progress | None = None) -> Reca
         writes = distributed.is_writer()
         if writes:
             model.store.write(request.output, request.in_place)
+    eps = {layer.name: layer.eps for layer in model.runner.layers}
     return recalibration_report(
-        result, data, {layer.name: layer.eps for layer in model.runner.layers},
+        result, DataSummary.of_folder(data), eps,
         checkpoint=str(request.checkpoint), output=str(request.output) if writes else None,
         origin=model.runner.origin, seconds=time.perf_counter() - start, processes=world_size,
     )  # fmt: skip

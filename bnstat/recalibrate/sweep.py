@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
-
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch, batch_size
 from bnstat.execution.cache import ActivationCache
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.measure import LayerSums, measure
@@ -34,7 +33,6 @@ from bnstat.execution.resources import release_freed_memory
 from bnstat.execution.schedule import Plan, SegmentSpec
 from bnstat.recalibrate.verification import Witness
 from bnstat.report.recalibration import CacheUse, PassRecord
-from bnstat.termination import sigterm_raises
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,8 @@ class _Segments:
         self.spec, self.sums = spec, LayerSums(runner.layers, spec.measure, runner.accumulate_on)
         self.segment = runner.segment(spec)
 
-    def on_data(self, index: int, batch: torch.Tensor) -> None:
-        self.sizes.append(len(batch))
+    def on_data(self, index: int, batch: Batch) -> None:
+        self.sizes.append(batch_size(batch))
         if self.witness is not None:
             self.witness.keep(index, batch)
         self._run(index, [self.runner.model_input(batch)])
@@ -99,7 +97,7 @@ def segmented(
     plan = placed.plan if placed is not None else base
     placements = placed.placements if placed is not None else None
     cache = ActivationCache(budget, plan.pinned, loop.data_bytes, placements)
-    with sigterm_raises(), cache:
+    with cache:
         segments = _Segments(model, plan, cache, witness)
         count = len(plan.segments)
         segments.begin(plan.segments[0])

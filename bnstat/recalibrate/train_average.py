@@ -20,6 +20,7 @@ from dataclasses import replace
 import torch
 
 from bnstat.execution import distributed
+from bnstat.execution.batches import Batch
 from bnstat.execution.loop import DataLoop
 from bnstat.execution.model import Model
 from bnstat.execution.moments import ChannelMoments, Moments
@@ -48,7 +49,7 @@ def _native(model: Model, loop: DataLoop, witness: Witness | None) -> Averages:
     """PyTorch's own cumulative average, one pass stopped after the last layer's calls."""
     runner = model.runner
 
-    def step(index: int, batch: torch.Tensor) -> None:
+    def step(index: int, batch: Batch) -> None:
         if witness is not None:
             witness.keep(index, batch)
         for _ in probe.run(runner.model_input(batch)):  # the model updates its buffers
@@ -75,7 +76,7 @@ def _probed(model: Model, loop: DataLoop, witness: Witness | None) -> Averages:
     }
     calls = dict.fromkeys(names, 0)
 
-    def step(index: int, batch: torch.Tensor) -> None:
+    def step(index: int, batch: Batch) -> None:
         if witness is not None:
             witness.keep(index, batch)
         for name, values in probe.run(runner.model_input(batch)):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
+from bnstat.execution.batches import Batch, nbytes
 from bnstat.execution.loop import DataLoop, Progress
 from bnstat.execution.measure import LayerSums, measure
 from bnstat.execution.model import Model, ModelRunner
@@ -37,7 +38,7 @@ class Witness:
 
     def __init__(self, runner: ModelRunner) -> None:
         self._runner = runner
-        self.kept: dict[int, torch.Tensor] = {}
+        self.kept: dict[int, Batch] = {}
         self.reference: LayerSums | None = None
 
     @staticmethod
@@ -50,7 +51,7 @@ class Witness:
         names = [layer.name for layer in runner.layers]
         self.reference = LayerSums(runner.layers, names, runner.accumulate_on)
 
-    def keep(self, index: int, batch: torch.Tensor) -> None:
+    def keep(self, index: int, batch: Batch) -> None:
         if self.chosen(index):
             self.kept.setdefault(index, batch)
 
@@ -61,7 +62,7 @@ class Witness:
 
     @property
     def held_bytes(self) -> int:
-        return sum(batch.element_size() * batch.nelement() for batch in self.kept.values())
+        return sum(map(nbytes, self.kept.values()))
 
 
 def mismatch(measured: Moments, stored: Moments, eps: float) -> float:

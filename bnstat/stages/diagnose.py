@@ -1,17 +1,19 @@
-"""With --data: run the model on the data once and join what each layer received to the
-checkpoint's layers, for the rules and the reports.
+"""With --data (or `bnstat.diagnose`): run the model on the data once and join what each
+layer received to the checkpoint's layers, for the rules and the reports.
 
-The data pass (`execution.measure`, which needs torch) names layers as the model does
-and lists them in execution order; the checkpoint's layers come from its state dict. Each
-measured layer is matched by name, compared with the statistics stored for it
-(`data_fit.fit`), and the result goes to the rules (`DataFacts`, for BN014) and to the
-reports (`LayerData` per layer, `DataRun` per checkpoint).
+How the model runs is the caller's (`OnData`): the command line opens the file's model
+and loads a folder (`on_folder`), the library measures the module it was given on the
+caller's batches. The data pass (`execution.measure`, which needs torch) names layers
+as the state dict does and lists them in execution order. Each measured layer is matched
+by name, compared with the statistics stored for it (`data_fit.fit`), and the result
+goes to the rules (`DataFacts`, for BN014) and to the reports (`LayerData` per layer,
+`DataRun` per checkpoint).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,13 +24,12 @@ from bnstat.readers.base import RawCheckpoint
 from bnstat.remote.url import looks_like_url
 from bnstat.report.inspection import DataRun, LayerReport
 from bnstat.rules.base import DataFacts
+from bnstat.stages.find_state_dicts import StateDict
 
 if TYPE_CHECKING:
     from bnstat.execution.loop import Progress
     from bnstat.execution.measure import Measurement
     from bnstat.execution.model_options import RunRequest
-
-SHOWN_OPTIONS = ("image_size", "resize", "mean", "std", "channels", "max_samples", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,27 @@ class DataRequest:
 
 @dataclass(frozen=True)
 class OnData:
-    """The data request, the progress display, and whether the file has several models
-    (then a fix names the model)."""
+    """How a checkpoint's models are run on data: which one (`source`; None: each), the
+    data's name for the report, how to measure a model, and the fix a finding names (for
+    a checkpoint and, in a file of several, the model)."""
 
-    request: DataRequest
-    progress: Progress | None
-    several: bool
+    data: str
+    measure: Callable[[RawCheckpoint, StateDict], Measurement]
+    fix: Callable[[str, str | None], str]
+    source: str | None = None
+
+
+def on_folder(request: DataRequest, progress: Progress | None) -> OnData:
+    """The command line's data run: the file's model on the folder of `request`."""
+
+    def measure(raw: RawCheckpoint, state: StateDict) -> Measurement:
+        from bnstat.execution.measure import measure_on_data
+
+        return measure_on_data(raw, state.name, request.run, progress)
+
+    return OnData(
+        str(request.run.data), measure, request.recalibrate_command, request.run.model.spec.source
+    )
 
 
 @dataclass(frozen=True)
@@ -72,23 +88,22 @@ class Diagnosed:
 
 def diagnose_model(
     raw: RawCheckpoint,
-    source: str | None,
+    state: StateDict,
+    several: bool,
     batch: LayerBatch,
     layers: list[LayerReport],
     thresholds: Mapping[str, float],
     on_data: OnData,
 ) -> Diagnosed:
-    """Run the file's model `source` on the data and join the result to its layers."""
-    from bnstat.execution.measure import measure_on_data
-
-    request = on_data.request
-    measurement = measure_on_data(raw, source, request.run, on_data.progress)
-    command = request.recalibrate_command(str(raw.path), source if on_data.several else None)
+    """Run the model of `state` on the data and join the result to its layers (`several`:
+    the file holds several models, so the fix names this one)."""
+    measurement = on_data.measure(raw, state)
+    command = on_data.fix(str(raw.path), state.name if several else None)
     facts = data_facts(batch, measurement, thresholds, command)
     return Diagnosed(
         facts,
         with_layer_data(layers, batch, facts, measurement.samples),
-        data_run(str(request.run.data), measurement),
+        data_run(on_data.data, measurement),
     )
 
 
@@ -131,6 +146,6 @@ def with_layer_data(
 
 
 def data_run(folder: str, measurement: Measurement) -> DataRun:
-    options = measurement.options
-    shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
-    return DataRun(folder, measurement.samples, measurement.origin, shown, measurement.input)
+    return DataRun(
+        folder, measurement.samples, measurement.origin, measurement.options, measurement.input
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnstat.execution.runtimes.eager.calls import Call
 from bnstat.execution.runtimes.eager.hooks import HookProbe, call_order
 
 
@@ -50,7 +51,7 @@ def test_the_probe_yields_each_calls_input_and_stops_after_the_last():
     model.head_calls = 0
     probe = HookProbe(model, _modules(model), {"bn_a": 2, "bn_b": 1})
     with torch.no_grad():
-        seen = list(probe.run(x))
+        seen = list(probe.run(Call((x,))))
     assert [name for name, _ in seen] == ["bn_a", "bn_b", "bn_a"]
     for (_, got), want in zip(seen, (first, second, third), strict=True):
         torch.testing.assert_close(got, want)
@@ -63,6 +64,6 @@ def test_a_probe_of_the_first_call_only_stops_early():
     model = Twice().eval()
     probe = HookProbe(model, _modules(model), {"bn_a": 1})
     with torch.no_grad():
-        (only,) = list(probe.run(torch.randn(2, 1, 3, 3)))
+        (only,) = list(probe.run(Call((torch.randn(2, 1, 3, 3),))))
     assert only[0] == "bn_a" and model.head_calls == 0
     probe.close()

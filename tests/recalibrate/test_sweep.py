@@ -18,6 +18,7 @@ from sweep_models import (
 )
 from torch import nn
 
+from bnstat.execution.runtimes.eager.calls import TensorCalls
 from bnstat.execution.runtimes.eager.runtime import eager_model
 from bnstat.execution.runtimes.exported.runtime import exported_model
 from bnstat.execution.runtimes.torchscript.runtime import script_model
@@ -41,7 +42,7 @@ def both_sweeps(model: nn.Module, data: torch.Tensor, key: str | None = None):  
     results = []
     for segment in (True, False):
         copy_ = copy.deepcopy(model)
-        runtime = eager_model(copy_, CPU, "arch", input_key=key)
+        runtime = eager_model(copy_, CPU, "arch", calls=TensorCalls(key))
         result = estimate(runtime, InMemory(data, 16), segment=segment)
         results.append((copy_, result))
     return results

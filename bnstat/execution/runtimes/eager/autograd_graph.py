@@ -40,10 +40,9 @@ def _upstream(
     return memo.get(start, frozenset()) if start is not None else frozenset()
 
 
-def call_graph(
-    modules: dict[str, nn.Module], run: Callable[[torch.Tensor], object], example: torch.Tensor
-) -> tuple[Op, ...]:
-    """Ops for `schedule.fronts`: per call, its input computed from upstream call outputs."""
+def call_graph(modules: dict[str, nn.Module], run: Callable[[], object]) -> tuple[Op, ...]:
+    """Ops for `schedule.fronts`: per call, its input computed from upstream call outputs,
+    from one forward pass `run()` with gradients on."""
     calls: list[tuple[str, Any, Any]] = []  # (layer, input grad_fn, output grad_fn)
     handles = [
         module.register_forward_hook(
@@ -55,7 +54,7 @@ def call_graph(
     ]
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            run(example.clone().requires_grad_(example.is_floating_point()))
+            run()
     finally:
         for handle in handles:
             handle.remove()

@@ -5,10 +5,15 @@ it fails on data-dependent control flow, which torch.export handles (with the ba
 dimension dynamic) at the price of a few seconds. A captured graph is trusted only if it
 calls the BatchNorm layers in the order the model itself does, as seen by hooks: a layer
 hidden from the tracer would otherwise be measured on the wrong input.
+
+Both capture the forward as the batches call it (`calls.Call`): torch.fx with the
+arguments that hold no tensor (flags, None) fixed to their values, torch.export with
+every argument's batch dimension dynamic; the graph is fed the same arguments.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 from collections.abc import Callable, Iterator
@@ -19,6 +24,8 @@ import torch
 from torch import fx, nn
 from torch.utils import _pytree
 
+from bnstat.execution.batches import tensors_in
+from bnstat.execution.runtimes.eager.calls import Call
 from bnstat.execution.runtimes.exported.program import call_name
 from bnstat.execution.runtimes.fx_graph import FxGraph
 
@@ -52,10 +59,37 @@ def _checked(graph: FxGraph, order: list[str], how: str) -> FxGraph:
     return graph
 
 
+def _call(example: Any) -> Call:
+    if not isinstance(example, Call):
+        raise CaptureFailed(
+            "the call_fn calls the model more than once a batch, or calls BatchNorm layers "
+            "outside its call"
+        )
+    return example
+
+
+def _arguments(signature: inspect.Signature, call: Call, defaults: bool) -> dict[str, Any]:
+    """The call's arguments by the forward's parameter names (with their defaults)."""
+    try:
+        binding = signature.bind(*call.args, **call.kwargs)
+    except (TypeError, ValueError) as err:
+        raise CaptureFailed(f"the call does not fit the forward's signature: {err}") from err
+    if defaults:
+        binding.apply_defaults()
+    return dict(binding.arguments)
+
+
+def _holds_tensors(value: Any) -> bool:
+    return next(tensors_in(value), None) is not None
+
+
 def trace(model: nn.Module, modules: dict[str, Any], example: Any, order: list[str]) -> FxGraph:
     """The model as traced by torch.fx, its BatchNorm modules as `call_module` nodes."""
+    signature = inspect.signature(model.forward)
+    arguments = _arguments(signature, _call(example), defaults=True)
+    fixed = {name: value for name, value in arguments.items() if not _holds_tensors(value)}
     try:
-        traced = fx.symbolic_trace(model)
+        traced = fx.symbolic_trace(model, concrete_args=fixed or None)
     except Exception as err:  # user code can fail to trace in any way
         raise CaptureFailed(f"torch.fx cannot trace it: {_described(err)}") from err
 
@@ -63,21 +97,40 @@ def trace(model: nn.Module, modules: dict[str, Any], example: Any, order: list[s
         target = str(node.target)
         return target if node.op == "call_module" and target in modules else None
 
-    return _checked(FxGraph(traced, traced.graph, layer_of, lambda x: (x,)), order, "torch.fx")
+    def feed(call: Call) -> tuple[Any, ...]:
+        return tuple(_arguments(signature, call, defaults=True).values())
+
+    return _checked(FxGraph(traced, traced.graph, layer_of, feed), order, "torch.fx")
 
 
 def export(model: nn.Module, modules: dict[str, Any], example: Any, order: list[str]) -> FxGraph:
     """The model as torch.export captures it, for any batch size of at least two."""
+    call = _call(example)
+    size = next((len(t) for t in tensors_in((call.args, call.kwargs)) if t.dim()), None)
     batch = torch.export.Dim("batch", min=2)
-    shapes = _pytree.tree_map(lambda leaf: {0: batch}, example)
+
+    def dynamic(leaf: Any) -> dict[int, Any] | None:
+        per_sample = isinstance(leaf, torch.Tensor) and leaf.dim() and len(leaf) == size
+        return {0: batch} if per_sample else None
+
+    shapes = {
+        name: _pytree.tree_map(dynamic, value)
+        for name, value in _arguments(inspect.signature(model.forward), call, False).items()
+    }
     try:
-        with torch.inference_mode(False), _quiet():
-            plain = _pytree.tree_map(lambda leaf: leaf.clone(), example)  # not inference tensors
-            program = torch.export.export(model, (plain,), dynamic_shapes=(shapes,))
+        with torch.inference_mode(False), _quiet():  # clones: not inference tensors
+            args, kwargs = _pytree.tree_map_only(
+                torch.Tensor, torch.clone, (call.args, call.kwargs)
+            )
+            program = torch.export.export(model, args, kwargs, dynamic_shapes=shapes)
         module = program.module()
     except Exception as err:
         raise CaptureFailed(f"torch.export fails: {_described(err)}") from err
-    graph = FxGraph(module, module.graph, call_name, lambda x: tuple(_pytree.tree_leaves(x)))
+
+    def feed(call: Call) -> tuple[Any, ...]:
+        return tuple(_pytree.tree_leaves((call.args, call.kwargs)))
+
+    graph = FxGraph(module, module.graph, call_name, feed)
     return _checked(graph, order, "torch.export")
 
 

@@ -54,10 +54,11 @@ class HookProbe:
 
         return hook
 
-    def run(self, model_input: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    def run(self, call: Callable[[nn.Module], object]) -> Iterator[tuple[str, torch.Tensor]]:
+        """`call(model)` (a batch's call); (layer, input) of every wanted call it makes."""
         self._seen = []
         with contextlib.suppress(_StopForward):
-            self._model(model_input)
+            call(self._model)
         yield from self._seen
         self._seen = []
 

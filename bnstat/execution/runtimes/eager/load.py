@@ -30,6 +30,7 @@ from bnstat.execution.model_options import (
     run_loader,
     torch_tensor,
 )
+from bnstat.execution.runtimes.eager.calls import TensorCalls
 from bnstat.execution.runtimes.eager.runtime import eager_model
 from bnstat.execution.runtimes.torch_runtime import Checkpoint
 from bnstat.readers.base import RawCheckpoint
@@ -44,11 +45,11 @@ def open_state_dict(raw: RawCheckpoint, request: ModelRequest) -> Model:
     refuse_code(raw, request.spec)
     state = choose_state(raw, request.spec.source)
     checkpoint = Checkpoint(raw, state)
-    device, key = request.torch_device(), request.input_key
+    device, calls = request.torch_device(), TensorCalls(request.input_key)
     if request.spec.arch is not None:
         module = build_from_arch(request.spec.arch, request.spec.arch_kwargs)
         load_state_strictly(module, state)
-        return eager_model(module, device, "arch", checkpoint, key)
+        return eager_model(module.to(device), device, "arch", checkpoint, calls)
     if state.pickled_module:
         if not request.spec.unsafe_load:
             raise ModelError(
@@ -56,7 +57,7 @@ def open_state_dict(raw: RawCheckpoint, request: ModelRequest) -> Model:
                 "from it: pass --unsafe-load if you trust the file, or --arch module:factory"
             )
         module = _unpickle_module(raw, state)
-        return eager_model(module, device, "pickled module", checkpoint, key)
+        return eager_model(module.to(device), device, "pickled module", checkpoint, calls)
     raise ModelError(
         "a state dict does not say which network it belongs to: pass --arch "
         "package.module:factory or path/to/model.py:factory (and --arch-kwargs JSON)"
