@@ -56,8 +56,9 @@ class DataLoop:
     exact_batch: int | None = None
 
     def data_bytes(self) -> int:
-        """Bytes of decoded data the source keeps in memory between passes."""
-        return int(getattr(self.data, "held_bytes", 0))
+        """Bytes of memory the source holds: decoded data kept between passes, and pages
+        of memory-mapped files read and not yet handed back."""
+        return int(getattr(self.data, "held_bytes", 0)) + int(getattr(self.data, "mapped_bytes", 0))
 
     def first_batch(self) -> torch.Tensor:
         for batch in self.data:

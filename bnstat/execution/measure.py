@@ -27,7 +27,7 @@ from bnstat.execution.model_options import RunRequest
 from bnstat.execution.moments import ChannelMoments, Moments
 from bnstat.execution.runtimes import RUN_AS_THEY_ARE, open_model
 from bnstat.readers.base import RawCheckpoint
-from bnstat.report.recalibration import PassRecord
+from bnstat.report.recalibration import PassRecord, Unreadable
 
 
 class LayerSums:
@@ -81,6 +81,8 @@ class Measurement:
     origin: str  # where the model came from
     options: DataOptions  # the data options in effect (channels, batch size, ...)
     input: str  # what the model was fed, in words
+    unreadable: tuple[Unreadable, ...] = ()  # data files and folders skipped
+    warnings: tuple[str, ...] = ()  # about the data used
 
 
 def measure_on_data(
@@ -94,7 +96,7 @@ def measure_on_data(
     model = open_model(raw, replace(request.model, spec=spec))
     runner = model.runner
     options = fitted_options(runner.takes, request.options, request.channels)
-    data = FolderData(request.data, options)
+    data = FolderData(request.data, options, device=runner.accumulate_on)
     loop = DataLoop(data, progress or Silent(), runner.takes.exact_batch)
     with runner.evaluating():
         runner.prepare(loop.first_batch())
@@ -115,4 +117,6 @@ def measure_on_data(
         origin=runner.origin.kind,
         options=options,
         input=data.describe(),
+        unreadable=tuple(data.unreadable),
+        warnings=tuple(data.warnings),
     )

@@ -46,7 +46,7 @@ def recalibrate_file(request: Request, progress: Progress | None = None) -> Reca
         run = request.run
         model = open_model(raw, run.model)
         options = fitted_options(model.runner.takes, run.options, run.channels)
-        data = FolderData(run.data, options, rank, world_size)
+        data = FolderData(run.data, options, rank, world_size, model.runner.accumulate_on)
         result = estimate(
             model, data, request.method, request.sweeps, request.verify, progress,
             cache_bytes=options.cache_bytes,
