@@ -5,7 +5,8 @@ docstring; every finding as a result located in its checkpoint file (line 1: a b
 file has no lines) and, logically, in its layer. Fingerprints are computed from the rule,
 the model in the file and the layer, so an alert keeps its identity from run to run
 (GitHub would otherwise hash "source lines" of a binary file). Unreadable checkpoints
-are tool execution notifications, and make the invocation unsuccessful.
+are tool execution notifications, and make the invocation unsuccessful; data files a run
+on data skipped are warning notifications.
 """
 
 from __future__ import annotations
@@ -83,15 +84,15 @@ def _uri(path: str) -> str:
     return pure.as_uri() if pure.is_absolute() else quote(pure.as_posix())
 
 
-def _physical(entry: CheckpointReport) -> dict[str, Any]:
-    return {"artifactLocation": {"uri": _uri(entry.path)}, "region": {"startLine": 1}}
+def _physical(path: str) -> dict[str, Any]:
+    return {"artifactLocation": {"uri": _uri(path)}, "region": {"startLine": 1}}
 
 
 def _result(entry: CheckpointReport, finding: Finding) -> dict[str, Any]:
     where = qualified_location(entry, finding)
     identity = "\0".join((finding.rule, entry.source or "", finding.layer or ""))
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    place: dict[str, Any] = {"physicalLocation": _physical(entry)}
+    place: dict[str, Any] = {"physicalLocation": _physical(entry.path)}
     if finding.layer is not None:
         qualified = f"{entry.source}/{finding.layer}" if entry.source else finding.layer
         place["logicalLocations"] = [
@@ -110,15 +111,25 @@ def _result(entry: CheckpointReport, finding: Finding) -> dict[str, Any]:
 
 def _invocation(report: Report) -> dict[str, Any]:
     failures = [(entry, entry.error) for entry in report.checkpoints if entry.error is not None]
+    runs = [entry.data for entry in report.checkpoints if entry.data is not None]
+    skipped = {u.path: u for run in runs for u in run.unreadable}  # once, if several runs
+    notifications = [
+        _notification(
+            "unreadable-checkpoint", "error", f"could not be read: {error.message}", entry.path
+        )
+        for entry, error in failures
+    ]
+    notifications += [
+        _notification("unreadable-data-file", "warning", f"data file not read: {u.reason}", u.path)
+        for u in skipped.values()
+    ]
+    return {"executionSuccessful": not failures, "toolExecutionNotifications": notifications}
+
+
+def _notification(kind: str, level: str, text: str, path: str) -> dict[str, Any]:
     return {
-        "executionSuccessful": not failures,
-        "toolExecutionNotifications": [
-            {
-                "descriptor": {"id": "unreadable-checkpoint"},
-                "level": "error",
-                "message": {"text": f"could not be read: {error.message}"},
-                "locations": [{"physicalLocation": _physical(entry)}],
-            }
-            for entry, error in failures
-        ],
+        "descriptor": {"id": kind},
+        "level": level,
+        "message": {"text": text},
+        "locations": [{"physicalLocation": _physical(path)}],
     }

@@ -63,4 +63,5 @@ def recalibration_report(
         strategy=estimate.strategy,
         cache=estimate.cache,
         processes=processes,
+        warnings=tuple(data.warnings),
     )

@@ -14,7 +14,7 @@ from bnstat.report.verdict import Verdict
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A file that was skipped, and why."""
+    """A data file (or a folder) that was skipped, and why."""
 
     path: str
     reason: str
@@ -77,6 +77,8 @@ class RecalibrationReport:
     strategy: str  # how the exact statistics were computed, in words
     cache: CacheUse | None  # the activation cache of a segmented sweep
     processes: int  # under torchrun: how many shared the data
+    warnings: tuple[str, ...] = ()  # about the data used, one line each
+    notes: tuple[str, ...] = ()  # what the run did besides: leftovers of killed runs removed
 
     @property
     def consistency(self) -> float | None:

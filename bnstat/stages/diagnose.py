@@ -130,4 +130,7 @@ def with_layer_data(
 def data_run(folder: str, measurement: Measurement) -> DataRun:
     options = measurement.options
     shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
-    return DataRun(folder, measurement.samples, measurement.origin, shown, measurement.input)
+    return DataRun(
+        folder, measurement.samples, measurement.origin, shown, measurement.input,
+        measurement.unreadable, measurement.warnings,
+    )  # fmt: skip
