@@ -101,9 +101,10 @@ def test_a_cycle_would_be_found():
 FLOORS: tuple[tuple[str, ...], ...] = (
     # the data model and what every floor uses
     ("bnstat.version", "bnstat.errors", "bnstat.wording", "bnstat.dtypes", "bnstat.termination",
-     "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
-    # reading checkpoints without running them
-    ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic"),
+     "bnstat.phases", "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
+    # reading checkpoints without running them, writing files
+    ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic",
+     "bnstat.leftovers"),
     # from files to the layers of each model
     ("bnstat.stages.expand_inputs", "bnstat.stages.open_checkpoint",
      "bnstat.stages.find_state_dicts", "bnstat.stages.find_layers", "bnstat.stages.read_layers",
