@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bnstat.cli.app import DebugOpt, command, display, option
+from bnstat.cli.output_files import require_writable, write_text
 from bnstat.cli.run_options import RunFlags, require_torch, with_run_options
 from bnstat.errors import UsageError
 from bnstat.formats import RecalibrationFormat
@@ -90,6 +91,7 @@ def recalibrate(
         verify=verify,
         in_place=in_place,
     )
+    require_writable(report, "--report")
     result = with_progress(lambda progress: recalibrate_file(request, progress))
     if result.output is not None:  # not a process of a distributed run that does not write
         _show(result, report, format)
@@ -97,12 +99,10 @@ def recalibrate(
 
 
 def _show(result: RecalibrationReport, report: Path | None, fmt: RecalibrationFormat) -> None:
-    from bnstat.atomic import atomic_output
     from bnstat.formats import recalibration_emitter
 
     if report is not None:
         json_text = recalibration_emitter(RecalibrationFormat.JSON)(result, display(False))
-        with atomic_output(report) as temporary:
-            temporary.write_text(json_text, encoding="utf-8")
+        write_text(report, json_text, "--report")
     text = recalibration_emitter(fmt)(result, display(fmt is RecalibrationFormat.TABLE))
     sys.stdout.write(text)

@@ -6,7 +6,9 @@ A segment's outputs are cached per batch until the last segment that reads them 
 beyond it each new tensor is appended to a file of its value in a temporary folder and
 read back when needed, so memory stays bounded whatever the size of the calibration set.
 The folder is removed when the cache is closed, on success, on an error, on Ctrl-C and
-(inside `termination.sigterm_raises`) on SIGTERM.
+(inside `termination.sigterm_raises`) on SIGTERM; it is locked while in use
+(`leftovers`), so that the next run removes it after a SIGKILL. A write that fails (a
+full disk) is an error that says so (`spill_errors`).
 
 Pinned values (changed in place by a later segment) always stay in memory, as the very
 objects the segments produced, so that the change reaches every later reader. Values that
@@ -16,7 +18,6 @@ are not tensors (sizes, tuples) are small and stay in memory too.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BufferedRandom
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bnstat.execution.spill_errors import spill_failed
+from bnstat.leftovers import Held, new_folder
 from bnstat.report.recalibration import CacheUse
 
 
@@ -62,6 +65,7 @@ class ActivationCache:
         self._items: dict[tuple[int, int], Any] = {}
         self._files: dict[int, BufferedRandom] = {}
         self._folder: Path | None = None
+        self._lock: Held | None = None  # tells later runs the folder is in use
         self._in_memory = self._on_disk = self._peak = self._spilled = 0
 
     def __enter__(self) -> ActivationCache:
@@ -118,17 +122,24 @@ class ActivationCache:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _write(self, value: int, tensor: torch.Tensor) -> _OnDisk:
-        handle = self._files.get(value)
-        if handle is None:
-            if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="bnstat-cache-"))
-            handle = self._files[value] = open(self._folder / f"{value}.bin", "w+b")  # noqa: SIM115
-        handle.seek(0, 2)
-        offset = handle.tell()
         flat = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-        handle.write(flat.numpy().data)
+        try:
+            handle = self._files.get(value)
+            if handle is None:
+                if self._folder is None:
+                    self._folder, self._lock = new_folder()
+                handle = self._files[value] = open(self._folder / f"{value}.bin", "w+b")  # noqa: SIM115
+            handle.seek(0, 2)
+            offset = handle.tell()
+            handle.write(flat.numpy().data)
+            handle.flush()
+        except OSError as err:  # a full temporary folder, say: what to do about it
+            raise spill_failed(err, self._folder) from err
         return _OnDisk(offset, flat.numel(), tensor.dtype, tensor.shape)
 
     def _read(self, value: int, where: _OnDisk) -> torch.Tensor:

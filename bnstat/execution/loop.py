@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 import torch
 
 from bnstat.errors import BnstatError, ModelError
+from bnstat.phases import reached
 from bnstat.report.recalibration import PassRecord
 
 Result = TypeVar("Result")
@@ -81,6 +82,8 @@ class DataLoop:
                 _guarded(step, batches, batch, f"a batch of shape {tuple(batch.shape)}")
                 samples, batches = samples + len(batch), batches + 1
                 self.progress.advance(len(batch))
+                if batches == 1:
+                    reached(label)  # a test may stop here, mid-pass, workers alive
         finally:
             self.progress.finish()
         if batches == 0:

@@ -26,6 +26,7 @@ from bnstat.execution.model import Layer, ModelRunner, StatisticsStore, fitted_o
 from bnstat.execution.model_options import RunRequest
 from bnstat.execution.moments import ChannelMoments, Moments
 from bnstat.execution.runtimes import RUN_AS_THEY_ARE, open_model
+from bnstat.phases import reached
 from bnstat.readers.base import RawCheckpoint
 from bnstat.report.recalibration import PassRecord, Unreadable
 
@@ -89,6 +90,7 @@ def measure_on_data(
     raw: RawCheckpoint, source: str | None, request: RunRequest, progress: Progress | None = None
 ) -> Measurement:
     """Run the model in `raw` (its model `source`) on the data once; see the module doc."""
+    reached("start")
     spec = request.model.spec
     spec = replace(spec, source=source if source is not None else spec.source)
     if raw.format in RUN_AS_THEY_ARE:  # a folder may mix them with state dicts for --arch

@@ -38,6 +38,7 @@ def layer_changes(estimate: Estimate, eps: dict[str, float]) -> tuple[LayerChang
 def recalibration_report(
     estimate: Estimate, data: FolderData, eps: dict[str, float], *, checkpoint: str,
     output: str | None, origin: Origin, seconds: float, processes: int = 1,
+    notes: tuple[str, ...] = (),
 ) -> RecalibrationReport:  # fmt: skip
     """The report of one recalibration, whatever ran the model."""
     return RecalibrationReport(
@@ -64,4 +65,5 @@ def recalibration_report(
         cache=estimate.cache,
         processes=processes,
         warnings=tuple(data.warnings),
+        notes=notes,
     )

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,25 @@ def test_a_folder_that_cannot_be_listed_is_named_with_its_reason(
         }
     else:
         assert result == {"samples": 2, "unreadable": []}
+
+
+# --- library warnings ------------------------------------------------------------------
+
+
+def test_an_image_over_pillows_warning_size_is_decoded_without_its_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # warn over 1000, refuse over 2000
+    write(tmp_path / "big.png", np.full((40, 40), 9, np.uint8))  # 1600 pixels
+    write(tmp_path / "bomb.png", np.full((50, 50), 9, np.uint8))  # 2500 pixels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = FolderData(tmp_path, GRAY)
+        assert everything(data).shape == (1, 1, 40, 40)
+    assert [str(w.message) for w in caught] == []
+    assert [(Path(u.path).name, u.reason) for u in data.unreadable] == [
+        (
+            "bomb.png",
+            "more pixels than the 2000 Pillow decodes (a decompression-bomb guard): not decoded",
+        )
+    ]

@@ -189,3 +189,11 @@ def test_16_bit_and_float_digits_measure_what_the_8_bit_ones_do(cli, tmp_path, c
     assert [f["rule"] for f in converted["checkpoints"][0]["findings"]] == []
     said = converted["checkpoints"][0]["data"]["input"]
     assert ("x / 65535" in said) if convert is as_16_bit else ("taken as they are" in said)
+
+
+def test_no_raw_library_warning_reaches_the_user(cli, tmp_path):
+    too_many = str((os.cpu_count() or 1) + 1)  # torch would advise fewer workers
+    result = run_on(cli, "recalibrate", DIGITS_DIR, "--workers", too_many, "--max-samples", "32",
+                    tmp=tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
