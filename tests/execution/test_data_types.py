@@ -24,7 +24,7 @@ from privileges import unprivileged
 from safetensors.torch import save_file
 
 from bnstat.errors import DataError
-from bnstat.execution.data import DataOptions, FolderData
+from bnstat.execution.data import DataOptions, FolderData, tensor_files
 from bnstat.execution.data.tensor_files import NOT_LOADED
 
 GRAY = DataOptions(channels=1)
@@ -326,3 +326,33 @@ def test_an_image_over_pillows_warning_size_is_decoded_without_its_warning(
             "more pixels than the 2000 Pillow decodes (a decompression-bomb guard): not decoded",
         )
     ]
+
+
+# --- memory of mapped files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_mapped_pages_held_stay_bounded_and_the_values_right(
+    tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tensor_files, "RENEW_BYTES", 2000)  # mapped anew past 2000 bytes
+    array = np.arange(200 * 64, dtype=np.float32).reshape(200, 64)  # 256 bytes a sample
+    save(tmp_path / f"a{suffix}", array)
+    data = FolderData(tmp_path, DataOptions(batch_size=4, cache_bytes=0))
+    held = []
+    batches = []
+    for batch in data:
+        held.append(data.mapped_bytes)
+        batches.append(batch)
+    torch.testing.assert_close(torch.cat(batches), torch.from_numpy(array))
+    assert max(held) <= 2000 + 4 * 256
+    assert data.mapped_bytes == 0  # files closed after the pass
+    if suffix == ".npy":
+        assert max(held) == 0  # its pages go back after every read
+
+
+def test_a_legacy_pt_counts_as_held_while_a_pass_reads_it(tmp_path: Path) -> None:
+    torch.save(torch.ones(10, 8), tmp_path / "a.pt", _use_new_zipfile_serialization=False)
+    data = FolderData(tmp_path, DataOptions(batch_size=4, cache_bytes=0))
+    held = [data.mapped_bytes for _ in data]
+    assert held[0] == 10 * 8 * 4 and data.mapped_bytes == 0  # read whole; let go after the pass

@@ -5,8 +5,9 @@ reads no data: a `.npy` is mapped by numpy, a `.safetensors` by safetensors, a `
 written by `torch.save` by torch (`mmap=True`, with `weights_only`, so that nothing in
 it runs; a legacy `.pt`, which cannot be mapped, is read whole). A pass copies out just
 the samples it uses, so a 10 GB file costs what the chosen samples cost: the pages of a
-`.npy` go back to the kernel after every read, those of the other kinds when the file
-is closed at the end of the pass, and `mapped_bytes` counts what they hold meanwhile.
+`.npy` go back to the kernel after every read, those of the other kinds whenever they
+reach `RENEW_BYTES` (the file is mapped anew) and when the file is closed at the end of
+the pass; `mapped_bytes` counts what they hold meanwhile.
 
 Values are taken as they are (tensor files are the user's preprocessed input): floats of
 any width, and integers and booleans unscaled (the report warns); complex numbers are
@@ -34,6 +35,7 @@ from bnstat.execution.data.images import Skipped
 Rows = range | np.ndarray  # sample indices in a file, ascending
 
 NOT_LOADED = "holds objects other than tensors and was not loaded"
+RENEW_BYTES = 64 * 2**20  # pages of a mapped file read before it is mapped anew
 
 
 class TensorFile(ABC):
@@ -68,10 +70,16 @@ class TensorFile(ABC):
                 f"sample {int(rows[bad])} holds {kind}: non-finite input would poison every "
                 "statistic; fix the step that wrote the data"
             )
+        if self.mapped_bytes > RENEW_BYTES:
+            self._renew()
         return values
 
     @abstractmethod
     def _take(self, rows: Rows) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _renew(self) -> None:
+        """Hand the pages read so far back to the kernel, where the file is mapped."""
 
     def close(self) -> None:
         self.mapped_bytes = 0
@@ -99,6 +107,9 @@ class NpyFile(TensorFile):
         if len(rows):
             self._release(int(rows[0]), int(rows[-1]) + 1)
         return torch.from_numpy(values)
+
+    def _renew(self) -> None:
+        """Nothing to do: the pages of every read went back at once (`_release`)."""
 
     def _release(self, first: int, stop: int) -> None:
         """Hand the pages of rows first..stop back to the kernel (the file still has them)."""
@@ -131,15 +142,23 @@ def _npy_dtype(path: Path) -> np.dtype[Any]:
 
 class SafetensorsFile(TensorFile):
     def __init__(self, path: Path) -> None:
+        self._map(path)
+        dtype = self.slice[0:0].dtype
+        super().__init__(
+            path, dtype, str(dtype).removeprefix("torch."), tuple(self.slice.get_shape())
+        )
+
+    def _map(self, path: Path) -> None:
         self.handle = cast(Any, safe_open(str(path), framework="pt"))  # untyped methods
         names = list(self.handle.keys())
         if len(names) != 1:
             raise DataError(f"holds {len(names)} tensors; a calibration file must hold exactly one")
         self.slice = self.handle.get_slice(names[0])
-        dtype = self.slice[0:0].dtype
-        super().__init__(
-            path, dtype, str(dtype).removeprefix("torch."), tuple(self.slice.get_shape())
-        )
+
+    def _renew(self) -> None:
+        del self.slice, self.handle
+        self._map(self.path)
+        self.mapped_bytes = 0
 
     def _take(self, rows: Rows) -> torch.Tensor:
         parts = [self.slice[start:stop] for start, stop in _runs(rows)]
@@ -153,24 +172,34 @@ class SafetensorsFile(TensorFile):
 
 class TorchFile(TensorFile):
     def __init__(self, path: Path) -> None:
-        mapped = zipfile.is_zipfile(path)  # torch.save's format since 1.6; legacy ones load whole
+        self.mapped = zipfile.is_zipfile(path)  # torch.save's format since 1.6, else legacy
+        self._map(path)
+        stored = str(self.tensor.dtype).removeprefix("torch.")
+        super().__init__(path, self.tensor.dtype, stored, tuple(self.tensor.shape))
+        if not self.mapped:  # read whole: all of it is held
+            self.mapped_bytes = self.count * self.row_bytes
+
+    def _map(self, path: Path) -> None:
         try:
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=self.mapped)
         except pickle.UnpicklingError as err:
             raise Skipped(NOT_LOADED) from err
         self.tensor = _only_tensor(content)
-        stored = str(self.tensor.dtype).removeprefix("torch.")
-        super().__init__(path, self.tensor.dtype, stored, tuple(self.tensor.shape))
-        if not mapped:
-            self.mapped_bytes = self.count * self.row_bytes
 
     def _take(self, rows: Rows) -> torch.Tensor:
         if isinstance(rows, range) and rows.step == 1:
             values = self.tensor[rows.start : rows.stop].clone()
         else:
             values = self.tensor[torch.as_tensor(np.asarray(rows))]
-        self.mapped_bytes += len(rows) * self.row_bytes
+        if self.mapped:
+            self.mapped_bytes += len(rows) * self.row_bytes
         return values
+
+    def _renew(self) -> None:
+        if self.mapped:
+            del self.tensor
+            self._map(self.path)
+            self.mapped_bytes = 0
 
     def close(self) -> None:
         del self.tensor
