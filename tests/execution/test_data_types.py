@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from bnstat.errors import DataError
 from bnstat.execution.data import DataOptions, FolderData, tensor_files
+from bnstat.execution.data.samples import Normalise, Samples
 from bnstat.execution.data.tensor_files import NOT_LOADED
 
 GRAY = DataOptions(channels=1)
@@ -356,3 +357,14 @@ def test_a_legacy_pt_counts_as_held_while_a_pass_reads_it(tmp_path: Path) -> Non
     data = FolderData(tmp_path, DataOptions(batch_size=4, cache_bytes=0))
     held = [data.mapped_bytes for _ in data]
     assert held[0] == 10 * 8 * 4 and data.mapped_bytes == 0  # read whole; let go after the pass
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float16, torch.int64])
+def test_held_samples_become_float32_on_another_device(dtype: torch.dtype) -> None:
+    values = torch.tensor([0, 1, 2, 3], dtype=torch.int32).to(dtype).view(4, 1, 1, 1)
+    for device in ("cpu", "meta"):  # meta: a device that is not the CPU, on any machine
+        batch = Normalise(torch.device(device), (0.5,), (0.25,))(Samples(values, 255.0))
+        assert (batch.dtype, batch.device.type) == (torch.float32, device)
+        assert batch.shape == (4, 1, 1, 1)
+    on_cpu = Normalise(torch.device("cpu"), (0.5,), (0.25,))(Samples(values, 255.0))
+    torch.testing.assert_close(on_cpu.flatten(), (torch.arange(4.0) / 255 - 0.5) / 0.25)

@@ -57,7 +57,10 @@ class Normalise:
     std: tuple[float, ...] | None = None
 
     def __call__(self, samples: Samples) -> torch.Tensor:
-        batch = samples.values.to(self.device, non_blocking=True).to(torch.float32)
+        values = samples.values
+        if values.dtype == torch.uint16 and self.device.type != "cpu":
+            values = values.to(torch.int32)  # few kernels take uint16 off the CPU
+        batch = values.to(self.device, non_blocking=True).to(torch.float32)
         if samples.scale != UNSCALED:
             batch = batch / samples.scale
         if self.mean is None or self.std is None:
