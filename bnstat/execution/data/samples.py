@@ -47,25 +47,36 @@ def join(parts: Sequence[Samples]) -> Samples:
     return Samples(torch.cat([p.values.to(torch.float32) / p.scale for p in parts]))
 
 
-@dataclass(frozen=True)
 class Normalise:
     """Turns held samples into the model's float32 input on `device`: scaled to the unit
-    range, then `(x - mean) / std` per channel when `mean` and `std` are given."""
+    range, then `(x - mean) / std` per channel when `mean` and `std` are given. The
+    samples travel in their held type (a quarter of float32 for 8-bit images) and are
+    converted there, in place."""
 
-    device: torch.device
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    def __init__(
+        self,
+        device: torch.device,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        self.device = device
+        self.shift = None if mean is None else _per_channel(mean, device)
+        self.spread = None if std is None else _per_channel(std, device)
 
     def __call__(self, samples: Samples) -> torch.Tensor:
         values = samples.values
         if values.dtype == torch.uint16 and self.device.type != "cpu":
             values = values.to(torch.int32)  # few kernels take uint16 off the CPU
-        batch = values.to(self.device, non_blocking=True).to(torch.float32)
-        if samples.scale != UNSCALED:
-            batch = batch / samples.scale
-        if self.mean is None or self.std is None:
-            return batch
-        return (batch - self._per_channel(self.mean)) / self._per_channel(self.std)
+        scaled = samples.scale != UNSCALED
+        changed = scaled or self.shift is not None
+        moved = values.to(self.device, non_blocking=True)
+        batch = moved.to(torch.float32, copy=changed)  # never the held samples themselves
+        if scaled:
+            batch.div_(samples.scale)
+        if self.shift is not None and self.spread is not None:
+            batch.sub_(self.shift).div_(self.spread)
+        return batch
 
-    def _per_channel(self, values: tuple[float, ...]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+
+def _per_channel(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)
