@@ -81,6 +81,10 @@ class OutputError(BnstatError):
     """An output file could not be written (the target is left as it was)."""
 
 
+class TemporaryFolderError(BnstatError):
+    """The temporary folder (TMPDIR) could not take what a run spills there."""
+
+
 class MissingDependencyError(BnstatError):
     """An optional dependency is needed for this input or command."""
 

@@ -101,10 +101,10 @@ def test_a_cycle_would_be_found():
 FLOORS: tuple[tuple[str, ...], ...] = (
     # the data model and what every floor uses
     ("bnstat.version", "bnstat.errors", "bnstat.wording", "bnstat.dtypes", "bnstat.termination",
-     "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
-    # reading checkpoints without running them
+     "bnstat.phases", "bnstat.drift", "bnstat.layer_arrays", "bnstat.report", "bnstat.data_fit"),
+    # reading checkpoints without running them, writing files
     ("bnstat.readers", "bnstat.tensor_ref", "bnstat.bulk_read", "bnstat.atomic", "bnstat.location",
-     "bnstat.remote"),
+     "bnstat.remote", "bnstat.leftovers"),
     # from files to the layers of each model: the reading stages (diagnose and run_rules
     # are stages too, on the floor of the rules they feed)
     ("bnstat.stages", "bnstat.layer_batch"),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import signal
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -25,8 +26,11 @@ from bnstat.cli.usage import CLICK_ERROR, USAGE_ERROR, BnstatCommand, one_line, 
 from bnstat.errors import BnstatError, NamesArguments, internal_error
 from bnstat.formats.display import Display
 from bnstat.report.verdict import Result, Verdict
-from bnstat.termination import Terminated
+from bnstat.termination import Terminated, sigterm_raises
 from bnstat.version import __version__
+
+if TYPE_CHECKING:
+    from bnstat.atomic import Write
 
 EXIT_CODES = {Verdict.PASSED: 0, Verdict.FAILED: 1, Verdict.UNREADABLE: 2}
 ERROR = 2  # a bad input or invocation, or a bug
@@ -39,13 +43,17 @@ def exit_code(result: Result) -> int:
     return EXIT_CODES[result.verdict]
 
 
-def _stopped(err: BaseException, debug: bool) -> int:
-    """Say on stderr what stopped a command; its exit code."""
+def _stopped(err: BaseException, debug: bool, writes: Sequence[Write] = ()) -> int:
+    """Say on stderr what stopped a command, and the true state of each output it had
+    begun to write; its exit code."""
+    outputs = "; ".join(str(write) for write in writes)
     if isinstance(err, KeyboardInterrupt):
-        typer.echo("bnstat: interrupted", err=True)
+        typer.echo(f"bnstat: interrupted{': ' + outputs if outputs else ''}", err=True)
         return INTERRUPTED
     if isinstance(err, Terminated):
-        return TERMINATED  # quietly, as a process ended by the signal
+        if outputs:  # otherwise quietly, as a process ended by the signal
+            typer.echo(f"bnstat: terminated: {outputs}", err=True)
+        return TERMINATED
     if not isinstance(err, Exception) or isinstance(err, CLICK_ERROR | typer.Exit | typer.Abort):
         raise err  # the interpreter's and click's own: they know their exit
     if debug:
@@ -83,7 +91,10 @@ class BnstatGroup(TyperGroup):
         if not standalone_mode:
             return run()
         try:
-            code = run()
+            with sigterm_raises():  # for the whole run: cleanup code runs, exit 143
+                code = run()
+        except Terminated:
+            raise SystemExit(TERMINATED) from None
         except USAGE_ERROR as err:
             if type(err).__name__ == "NoArgsIsHelpError":  # plain `bnstat`: the help
                 err.show()  # type: ignore[attr-defined]
@@ -120,10 +131,16 @@ def command(
     def register(function: Callable[..., Result]) -> Callable[..., Result]:
         @functools.wraps(function)
         def run(**arguments: Any) -> int:
-            try:
-                result = function(**arguments)
-            except BaseException as err:
-                return _stopped(err, bool(arguments.get("debug")))
+            from bnstat.atomic import recorded_writes
+
+            debug = bool(arguments.get("debug"))
+            with recorded_writes() as writes, warnings.catch_warnings():
+                if not debug:  # what matters of a library's warnings, bnstat says itself
+                    warnings.simplefilter("ignore")
+                try:
+                    result = function(**arguments)
+                except BaseException as err:
+                    return _stopped(err, debug, writes)
             return exit_code(result)
 
         app.command(name, cls=BnstatCommand, short_help=short_help)(run)

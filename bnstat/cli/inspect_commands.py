@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from bnstat.cli.app import DebugOpt, command, display, exit_code
+from bnstat.cli.output_files import require_writable, write_text
 from bnstat.cli.report_options import (
     AllowEmptyOpt,
     BaselineOpt,
@@ -105,7 +106,8 @@ def _analyze(
         require_models(report, inputs.scanned)
         require_selected_layers(report, settings)
     if run.write_baseline is not None:
-        _write(run.write_baseline, render_baseline(report, run.write_baseline), "--write-baseline")
+        baseline = render_baseline(report, run.write_baseline)
+        write_text(run.write_baseline, baseline, "--write-baseline")
         typer.echo(
             f"baseline of {counted(len(report.findings), 'finding')} written to "
             f"{run.write_baseline}",
@@ -136,6 +138,8 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags, data: DataReques
     from bnstat.formats import inspect_emitter
     from bnstat.formats.text import exit_reason
 
+    require_writable(run.output, "--output")
+    require_writable(run.write_baseline, "--write-baseline")
     report = _analyze(run, checkpoints, flags, data)
     code = exit_code(report)
     table = run.fmt is InspectFormat.TABLE and run.output is None
@@ -144,21 +148,12 @@ def _report(run: Run, checkpoints: list[str], flags: RuleFlags, data: DataReques
     if run.output is None:
         sys.stdout.write(text)
     else:
-        _write(run.output, text, "--output")
+        write_text(run.output, text, "--output")
         typer.echo(f"report written to {run.output}; {exit_reason(report, code)}", err=True)
     for entry in report.checkpoints:
         if entry.error is not None:
             typer.echo(f"bnstat: error: {entry.path}: {entry.error.message}", err=True)
     return Recorded(report) if run.write_baseline is not None else report
-
-
-def _write(path: Path, text: str, option: str) -> None:
-    from bnstat.atomic import atomic_output
-
-    if not path.parent.is_dir():
-        raise UsageError(f"{option} {path}: folder {path.parent} does not exist")
-    with atomic_output(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
 
 
 def _report_command(show_layers: bool, summary: str) -> Callable[..., Result]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bnstat.cli.app import DebugOpt, command, display, option
+from bnstat.cli.output_files import require_writable, write_text
 from bnstat.cli.report_options import MaxDownloadOpt, TimeoutOpt, remote_options
 from bnstat.cli.run_options import RunFlags, require_torch, with_run_options
 from bnstat.errors import UsageError
@@ -78,7 +79,6 @@ def recalibrate(
 ) -> Result:  # fmt: skip
     """Re-estimate the BatchNorm statistics on data and write a new checkpoint."""
     from bnstat.cli.progress import with_progress
-    from bnstat.termination import sigterm_raises
 
     require_torch("bnstat recalibrate")
     from bnstat.location import parse_location
@@ -103,7 +103,8 @@ def recalibrate(
         verify=verify,
         in_place=in_place,
     )
-    with _local_copy(location), sigterm_raises():  # the library installs no handler
+    require_writable(report, "--report")
+    with _local_copy(location):
         result = with_progress(
             lambda progress: recalibrate_file(request, progress), run.display.progress
         )
@@ -122,12 +123,10 @@ def _local_copy(location: Location) -> AbstractContextManager[None]:
 
 
 def _show(result: RecalibrationReport, report: Path | None, fmt: RecalibrationFormat) -> None:
-    from bnstat.atomic import atomic_output
     from bnstat.formats import recalibration_emitter
 
     if report is not None:
         json_text = recalibration_emitter(RecalibrationFormat.JSON)(result, display(False))
-        with atomic_output(report) as temporary:
-            temporary.write_text(json_text, encoding="utf-8")
+        write_text(report, json_text, "--report")
     text = recalibration_emitter(fmt)(result, display(fmt is RecalibrationFormat.TABLE))
     sys.stdout.write(text)

@@ -52,7 +52,10 @@ ResizeOpt = Annotated[
 ]
 MeanOpt = Annotated[
     str,
-    option("Per-channel mean to subtract after /255, comma-separated.", metavar="FLOATS"),
+    option(
+        "Per-channel mean to subtract once images are scaled to 0..1, comma-separated.",
+        metavar="FLOATS",
+    ),
 ]
 StdOpt = Annotated[str, option("Per-channel std to divide by, comma-separated.", metavar="FLOATS")]
 GrayscaleOpt = Annotated[bool, option("Decode images to one channel.", "--grayscale")]

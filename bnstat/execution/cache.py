@@ -10,10 +10,12 @@ one (data of unknown size), tensors stay in host memory while the total, with wh
 
 Files are written by a background thread while the model computes, so the disk and the
 model work at the same time; reads fetch the next batch of a value ahead of its use. A
-segment's writes are all on disk before the next segment reads them (`flush`). The folder
-is removed when the cache is closed, on success, on an error, on Ctrl-C and, where the
-program turns SIGTERM into an exception (the command line does, with
-`termination.sigterm_raises`; the library installs no signal handler), on SIGTERM.
+segment's writes are all on disk before the next segment reads them (`flush`); a write
+that fails (a full disk) is an error that says so (`spill_errors`). The folder is locked
+while in use (`leftovers`), so that the next run removes it after a SIGKILL, and removed
+when the cache is closed, on success, on an error, on Ctrl-C and, where the program turns
+SIGTERM into an exception (the command line does, with `termination.sigterm_raises`; the
+library installs no signal handler), on SIGTERM.
 
 Pinned values (changed in place by a later segment) always stay in memory, as the very
 objects the segments produced, so that the change reaches every later reader. Values that
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -37,6 +38,8 @@ import torch
 
 from bnstat.execution.batches import nbytes
 from bnstat.execution.planning import Placement
+from bnstat.execution.spill_errors import spill_failed
+from bnstat.leftovers import Held, new_folder
 from bnstat.report.recalibration import CacheUse
 
 IN_FLIGHT = 512 * 2**20  # bytes queued for the writer before a put waits for it
@@ -56,6 +59,7 @@ class _Spills:
     def __init__(self, folder: Path | None) -> None:
         self._parent = folder
         self._folder: Path | None = None
+        self._lock: Held | None = None  # tells later runs the folder is in use
         self._files: dict[int, int] = {}  # value -> descriptor
         self._ends: dict[int, int] = {}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="bnstat-spill")
@@ -88,10 +92,13 @@ class _Spills:
                 self._room.release()
 
     def flush(self) -> None:
-        """Wait for every queued write; a failed one raises here."""
+        """Wait for every queued write; a failed one raises here, saying what to do."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        try:
+            for future in pending:
+                future.result()
+        except OSError as err:  # a full temporary folder, say
+            raise spill_failed(err, self._folder) from err
 
     def read(self, value: int, batch: int, where: _OnDisk, next_batch: _OnDisk | None) -> Any:
         if self._pending:  # what is read must be written first
@@ -135,13 +142,19 @@ class _Spills:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _file(self, value: int) -> int:
         if value not in self._files:
-            if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="bnstat-cache-", dir=self._parent))
-            path = self._folder / f"{value}.bin"
-            self._files[value] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if self._folder is None:
+                    self._folder, self._lock = new_folder(self._parent)
+                path = self._folder / f"{value}.bin"
+                self._files[value] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            except OSError as err:
+                raise spill_failed(err, self._folder) from err
             self._ends[value] = 0
         return self._files[value]
 

@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from bnstat.errors import BnstatError, ModelError
 from bnstat.execution.batches import Batch, batch_size, described, joined
+from bnstat.phases import reached
 from bnstat.report.recalibration import PassRecord
 
 Result = TypeVar("Result")
@@ -65,8 +66,9 @@ class DataLoop:
     total: int | None = None  # samples in a pass, once known (for progress)
 
     def data_bytes(self) -> int:
-        """Bytes of decoded data the source keeps in memory between passes."""
-        return int(getattr(self.data, "held_bytes", 0))
+        """Bytes of memory the source holds: decoded data kept between passes, and pages
+        of memory-mapped files read and not yet handed back."""
+        return int(getattr(self.data, "held_bytes", 0)) + int(getattr(self.data, "mapped_bytes", 0))
 
     def expected_samples(self, first: Batch) -> int | None:
         """How many samples a pass will see: what the source says (`samples`), else its
@@ -101,6 +103,8 @@ class DataLoop:
                 _guarded(step, batches, batch, described(batch))
                 samples, batches = samples + size, batches + 1
                 self.progress.advance(size)
+                if batches == 1:
+                    reached(label)  # a test may stop here, mid-pass, workers alive
         finally:
             self.progress.finish()
         if batches == 0:

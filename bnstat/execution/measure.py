@@ -30,8 +30,9 @@ from bnstat.execution.model import Layer, Model, ModelRunner, StatisticsStore, f
 from bnstat.execution.model_options import RunRequest
 from bnstat.execution.moments import ChannelMoments, Moments
 from bnstat.execution.runtimes import RUN_AS_THEY_ARE, open_model
+from bnstat.phases import reached
 from bnstat.readers.base import RawCheckpoint
-from bnstat.report.recalibration import PassRecord
+from bnstat.report.recalibration import PassRecord, Unreadable
 
 
 class LayerSums:
@@ -105,6 +106,8 @@ class Measurement:
     origin: str  # where the model came from
     options: tuple[tuple[str, Any], ...] = ()  # the data options in effect, by name
     input: str = ""  # what the model was fed, in words
+    unreadable: tuple[Unreadable, ...] = ()  # data files and folders skipped
+    warnings: tuple[str, ...] = ()  # about the data used
 
     def renamed(self, name: Callable[[str], str]) -> Measurement:
         """The same measurement with every layer called `name(layer)`."""
@@ -144,13 +147,17 @@ def measure_on_data(
     raw: RawCheckpoint, source: str | None, request: RunRequest, progress: Progress | None = None
 ) -> Measurement:
     """Run the model in `raw` (its model `source`) on the data once; see the module doc."""
+    reached("start")
     spec = request.model.spec
     spec = replace(spec, source=source if source is not None else spec.source)
     if raw.format in RUN_AS_THEY_ARE:  # a folder may mix them with state dicts for --arch
         spec = replace(spec, arch=None, arch_kwargs={})
     model = open_model(raw, replace(request.model, spec=spec))
     options = fitted_options(model.runner.takes, request.options, request.channels)
-    data = FolderData(request.data, options)
+    data = FolderData(request.data, options, device=model.runner.accumulate_on)
     measurement = measure_model(model, data, progress)
     shown = tuple((name, getattr(options, name)) for name in SHOWN_OPTIONS)
-    return replace(measurement, options=shown, input=data.describe())
+    return replace(
+        measurement, options=shown, input=data.describe(), unreadable=tuple(data.unreadable),
+        warnings=tuple(data.warnings),
+    )  # fmt: skip

@@ -9,7 +9,10 @@ input's precision (cascade summation: relative errors near 1e-7), which are queu
 added into float64 sums every `FLUSH_EVERY` batches. Plain sums over the batch and
 spatial dimensions run several times faster on the CPU than a fused mean-and-variance
 kernel over the same strided dimensions, and this runs on every BatchNorm input of every
-batch.
+batch. The queue is one preallocated tensor written in place: hundreds of small tensors
+kept alive between a pass's large, short-lived activations would pin the allocator's
+heap (glibc cannot give back memory below a live block), and the process's memory
+would grow with every batch until the next flush.
 
 The three sums are additive, so a distributed run all-reduces them in `synchronize`, the
 one place that knows about other processes.
@@ -67,7 +70,8 @@ class ChannelMoments:
         self.shift: torch.Tensor | None = None
         self.sum = torch.zeros(self.channels, dtype=torch.float64, device=self._home)
         self.sum_sq = torch.zeros(self.channels, dtype=torch.float64, device=self._home)
-        self._queue: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._queue = torch.zeros(0)  # (FLUSH_EVERY, 2, C) sums, in the input's dtype
+        self._queued = self._queued_values = 0
         self._shift_like_input = torch.zeros(0)
 
     def update(self, values: torch.Tensor) -> None:
@@ -83,21 +87,34 @@ class ChannelMoments:
             self.shift = first.to(self._home, torch.float64)
             self._shift_like_input = first.view([1, self.channels] + [1] * (values.dim() - 2))
         centred = wide - self._shift_like_input.to(wide.dtype)  # a new tensor: ours to change
-        total = centred.sum(dim=dims)
-        squares = centred.mul_(centred).sum(dim=dims)
-        self._queue.append((total, squares, values.numel() // self.channels))
-        if len(self._queue) >= FLUSH_EVERY:
+        row = self._queue_row(centred)
+        torch.sum(centred, dim=dims, out=row[0])
+        torch.sum(centred.mul_(centred), dim=dims, out=row[1])
+        self._queued += 1
+        self._queued_values += values.numel() // self.channels
+        if self._queued >= FLUSH_EVERY:
             self._flush()
 
+    def _queue_row(self, like: torch.Tensor) -> torch.Tensor:
+        """The next free row of the queue, which takes `like`'s dtype and device."""
+        if not self._queue.numel() or (self._queue.dtype, self._queue.device) != (
+            like.dtype,
+            like.device,
+        ):
+            self._flush()
+            self._queue = torch.empty(
+                FLUSH_EVERY, 2, self.channels, dtype=like.dtype, device=like.device
+            )
+        return self._queue[self._queued]
+
     def _flush(self) -> None:
-        if not self._queue:
+        if not self._queued:
             return
-        totals = torch.stack([t for t, _, _ in self._queue]).to(self._home, torch.float64)
-        squares = torch.stack([q for _, q, _ in self._queue]).to(self._home, torch.float64)
-        self.sum += totals.sum(dim=0)  # of values relative to the shift
-        self.sum_sq += squares.sum(dim=0)
-        self.count += sum(n for _, _, n in self._queue)
-        self._queue.clear()
+        sums = self._queue[: self._queued].to(self._home, torch.float64).sum(dim=0)
+        self.sum += sums[0]  # of values relative to the shift
+        self.sum_sq += sums[1]
+        self.count += self._queued_values
+        self._queued = self._queued_values = 0
 
     def synchronize(self) -> None:
         """Sum the accumulators of every process of a distributed run (no-op otherwise).

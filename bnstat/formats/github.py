@@ -2,7 +2,8 @@
 
 `::error file=model.pt,title=BN004 dead-channel::block1.bn1: ...` shows up in the job
 summary and on the pull request's changed files. Severities map to error, warning and
-notice; unreadable checkpoints are errors. Property and message text are escaped as the
+notice; unreadable checkpoints are errors, data files a run on data skipped are
+warnings on those files. Property and message text are escaped as the
 workflow command syntax requires.
 """
 
@@ -32,6 +33,13 @@ def render_github(report: Report, display: Display) -> str:
             lines.append(
                 f"::error file={file},title=unreadable checkpoint::{_data(entry.error.message)}"
             )
+        for unreadable in entry.data.unreadable if entry.data else ():
+            lines.append(
+                f"::warning file={_property(unreadable.path)},title=data file not read::"
+                f"{_data(unreadable.reason)}"
+            )
+        for warning in entry.data.warnings if entry.data else ():
+            lines.append(f"::warning file={file},title=bnstat data::{_data(warning)}")
         for finding in entry.findings:
             where = qualified_location(entry, finding)
             title = _property(f"{finding.rule} {finding.name}")

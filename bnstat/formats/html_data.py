@@ -13,7 +13,7 @@ import math
 from html import escape
 
 from bnstat.formats.html_parts import part
-from bnstat.formats.text import number
+from bnstat.formats.text import data_problems, number
 from bnstat.report.inspection import CheckpointReport, LayerData, LayerReport
 
 WIDTH, CHART, LEFT, GAP = 640, 84, 44, 22  # units; each chart's height
@@ -33,7 +33,11 @@ def data_part(entry: CheckpointReport) -> str:
         f"(model from {escape(run.model)}): per layer in execution order, the largest mean "
         f"shift and the range of variance ratios measured/stored{where}.</p>"
     )
-    return part("On the data", caption + f"<div class='scroll'>{_plot(measured)}</div>")
+    problems = "".join(f"<li>{escape(line)}</li>" for line in data_problems(run))
+    listed = f"<ul class='data-problems'>{problems}</ul>" if problems else ""
+    fed = f"<p class='legend'>Input: {escape(run.input)}</p>" if run.input else ""
+    plot = f"<div class='scroll'>{_plot(measured)}</div>"
+    return part("On the data", caption + fed + listed + plot)
 
 
 def _plot(layers: list[LayerReport]) -> str:

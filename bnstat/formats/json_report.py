@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from bnstat.formats.display import Display
@@ -17,6 +18,7 @@ from bnstat.report.inspection import (
     LayerReport,
     Report,
 )
+from bnstat.report.recalibration import Unreadable
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +43,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "info": summary.info,
             "unreadable": summary.unreadable,
             "skipped": summary.skipped,
+            "data_unreadable": summary.data_unreadable,
             "fail_on": report.fail_on.value,
         },
     }
@@ -74,7 +77,14 @@ def _data_run(run: DataRun) -> dict[str, Any]:
         "input": run.input,
         "options": {name: list(value) if isinstance(value, tuple) else value
                     for name, value in run.options},
+        "unreadable": unreadable_list(run.unreadable),
+        "warnings": list(run.warnings),
     }  # fmt: skip
+
+
+def unreadable_list(unreadable: Sequence[Unreadable]) -> list[dict[str, str]]:
+    """Skipped data files (and folders) as JSON: `[{"path": ..., "reason": ...}]`."""
+    return [{"path": u.path, "reason": u.reason} for u in unreadable]
 
 
 def _layer_data(data: LayerData) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 One testsuite per checkpoint (per model in the file), one testcase for the file itself
 and one per layer; findings at or above --fail-on are failures, those below are written
 to the testcase's system-out; an unreadable checkpoint is an errored testcase, and a file
-a folder scan skipped because it holds no model a skipped one.
+a folder scan skipped because it holds no model a skipped one. The data files a run on
+data skipped, and its warnings, go to the suite's system-err.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 
 from bnstat.formats.display import Display
-from bnstat.formats.text import checkpoint_title
+from bnstat.formats.text import checkpoint_title, data_problems
 from bnstat.report.inspection import CheckpointReport, Finding, Report
 from bnstat.report.severity import FailOn
 
@@ -57,6 +58,8 @@ def _suite(entry: CheckpointReport, fail_on: FailOn) -> ElementTree.Element:
     failures = 0
     for layer, findings in by_layer.items():
         failures += _case(suite, entry, layer, findings, fail_on)
+    if entry.data is not None and (problems := data_problems(entry.data)):
+        ElementTree.SubElement(suite, "system-err").text = "\n".join(problems)
     _count(suite, tests=len(by_layer), failures=failures, errors=0)
     return suite
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bnstat.formats.display import Display
 from bnstat.formats.text import (
     checkpoint_title,
+    data_problems,
     eps_note,
     exit_reason,
     location,
@@ -49,6 +50,8 @@ def _checkpoint(entry: CheckpointReport, with_layers: bool) -> list[str]:
         f"{counted(len(entry.layers), 'layer')}, {status}</summary>",
         "",
     ]
+    if entry.data is not None and (problems := data_problems(entry.data)):
+        lines += [*(f"- {_cell(problem)}" for problem in problems), ""]
     if entry.findings:
         lines += ["| severity | rule | layer | channels | message |", "|---|---|---|---|---|"]
         lines += [

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from bnstat.formats.display import Display
+from bnstat.formats.json_report import unreadable_list
 from bnstat.formats.text import finite_or_none
 from bnstat.report.recalibration import PlanRecord, RecalibrationReport
 
@@ -48,7 +49,9 @@ def render_recalibration_json(report: RecalibrationReport, display: Display) -> 
         },
         "plan": None if report.plan is None else _plan(report.plan),
         "seconds": round(report.seconds, 4),
-        "unreadable": [{"path": u.path, "reason": u.reason} for u in report.unreadable],
+        "unreadable": unreadable_list(report.unreadable),
+        "warnings": list(report.warnings),
+        "notes": list(report.notes),
         "passes": [
             {
                 "label": p.label,

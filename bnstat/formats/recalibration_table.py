@@ -8,9 +8,8 @@ from rich.text import Text
 from bnstat.formats.columns import Column, table_of_width
 from bnstat.formats.display import Display
 from bnstat.formats.table import string_console, text_of
-from bnstat.formats.text import number
+from bnstat.formats.text import number, skipped_line
 from bnstat.report.recalibration import CacheUse, LayerChange, RecalibrationReport
-from bnstat.wording import counted
 
 
 def _ratio_range(layer: LayerChange) -> str:
@@ -77,9 +76,9 @@ def _facts(report: RecalibrationReport) -> list[str]:
             f"not reached by the forward pass (left unchanged): {', '.join(report.unreached)}"
         )
     if report.unreadable:
-        shown = "; ".join(f"{u.path}: {u.reason}" for u in report.unreadable[:5])
-        more = f"; +{len(report.unreadable) - 5} more" if len(report.unreadable) > 5 else ""
-        lines.append(f"{counted(len(report.unreadable), 'unreadable file')} skipped: {shown}{more}")
+        lines.append(skipped_line(report.unreadable))
+    lines += [f"warning: {warning}" for warning in report.warnings]
+    lines += list(report.notes)
     if report.output:
         lines.append(f"written to {report.output}")
     return lines

@@ -7,7 +7,8 @@ computed from the rule, the file's URI (relative to the working directory, as in
 location), the model in the file and the layer, so an alert keeps its identity from run
 to run and two checkpoints' identical findings stay apart. Unreadable checkpoints
 are tool execution notifications, and make the invocation unsuccessful; files a folder
-scan skipped because they hold no model are notifications too, notes.
+scan skipped because they hold no model are notifications too, notes, and data files a
+run on data skipped are warning notifications.
 """
 
 from __future__ import annotations
@@ -106,11 +107,17 @@ def _result(entry: CheckpointReport, finding: Finding, directory: str) -> dict[s
 
 def _invocation(report: Report, directory: str) -> dict[str, Any]:
     failures = [(entry.path, entry.error) for entry in report.checkpoints if entry.error]
+    runs = [entry.data for entry in report.checkpoints if entry.data is not None]
+    unread = {u.path: u for run in runs for u in run.unreadable}  # once, if several runs
     notes = [
         ("unreadable-checkpoint", "error", f"could not be read: {error.message}", path)
         for path, error in failures
     ]
     notes += [("no-model", "note", f"skipped: {s.contents}", s.path) for s in report.no_model]
+    notes += [
+        ("unreadable-data-file", "warning", f"data file not read: {u.reason}", u.path)
+        for u in unread.values()
+    ]
     return {
         "executionSuccessful": not failures,
         "toolExecutionNotifications": [

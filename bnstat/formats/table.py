@@ -23,6 +23,7 @@ from bnstat.formats.text import (
     FindingGroup,
     by_severity,
     checkpoint_title,
+    data_lines,
     eps_note,
     exit_reason,
     fetch_cost,
@@ -106,6 +107,8 @@ def _print_checkpoint(console: Console, entry: CheckpointReport, with_layers: bo
                 style="dim",
             )
         )
+        for line in data_lines(run):
+            console.print(Text(line, style="dim" if line.startswith("input:") else "yellow"))
     if with_layers and entry.layers:
         console.print(_layer_table(entry, console.width))
     _print_findings(console, entry)

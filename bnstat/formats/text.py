@@ -9,12 +9,14 @@ from typing import Protocol
 
 from bnstat.report.inspection import (
     CheckpointReport,
+    DataRun,
     Distribution,
     FetchCost,
     Finding,
     LayerReport,
     Report,
 )
+from bnstat.report.recalibration import Unreadable
 from bnstat.report.severity import Severity
 from bnstat.report.verdict import Verdict
 from bnstat.wording import counted, plural, span
@@ -129,6 +131,8 @@ def summary_line(report: Report) -> str:
     text += f", {summary.unreadable} unreadable" if summary.unreadable else ""
     skipped = [f"{counted(len(report.no_model), 'file')} holding no model"] * bool(report.no_model)
     skipped += [f"{report.skipped} other {plural('file', report.skipped)}"] * bool(report.skipped)
+    unread = summary.data_unreadable
+    skipped += [counted(unread, "unreadable data file")] * bool(unread)
     return text + (f"; {' and '.join(skipped)} skipped" if skipped else "")
 
 
@@ -180,3 +184,30 @@ def min_abs_weight(layer: LayerReport) -> float | None:
 def finite_or_none(value: float | None) -> float | None:
     """A number for JSON: NaN and infinities become null."""
     return value if value is not None and value == value and abs(value) != float("inf") else None
+
+
+SKIPPED_SHOWN = 5  # unreadable data files named in a line; more are counted
+
+
+def skipped_line(unreadable: Sequence[Unreadable]) -> str:
+    """`2 unreadable files skipped: a.png: reason; b: folder not searched: ...`."""
+    shown = "; ".join(f"{u.path}: {u.reason}" for u in unreadable[:SKIPPED_SHOWN])
+    more = len(unreadable) - SKIPPED_SHOWN
+    return f"{counted(len(unreadable), 'unreadable file')} skipped: {shown}" + (
+        f"; +{more} more" if more > 0 else ""
+    )
+
+
+def data_lines(run: DataRun) -> list[str]:
+    """What the model was fed, then the data files skipped and the warnings, one line each."""
+    lines = [f"input: {run.input}"] if run.input else []
+    if run.unreadable:
+        lines.append(skipped_line(run.unreadable))
+    return lines + [f"warning: {warning}" for warning in run.warnings]
+
+
+def data_problems(run: DataRun) -> list[str]:
+    """Each data file skipped and each warning of a data run, one line each, in full."""
+    return [f"data file not read: {u.path}: {u.reason}" for u in run.unreadable] + [
+        f"data warning: {warning}" for warning in run.warnings
+    ]

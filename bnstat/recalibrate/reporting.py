@@ -23,6 +23,7 @@ class DataSummary:
     input: str
     input_shape: tuple[int, ...] | None
     unreadable: tuple[Unreadable, ...] = ()
+    warnings: tuple[str, ...] = ()  # about the data used, one line each
 
     @staticmethod
     def of_folder(data: FolderData) -> DataSummary:
@@ -32,6 +33,7 @@ class DataSummary:
             data.describe(),
             data.sample_shape,
             tuple(data.unreadable),
+            tuple(data.warnings),
         )
 
 
@@ -62,6 +64,7 @@ def layer_changes(estimate: Estimate, eps: dict[str, float]) -> tuple[LayerChang
 def recalibration_report(
     estimate: Estimate, data: DataSummary, eps: dict[str, float], *, checkpoint: str,
     output: str | None, origin: Origin, seconds: float, processes: int = 1,
+    notes: tuple[str, ...] = (),
 ) -> RecalibrationReport:  # fmt: skip
     """The report of one recalibration, whatever ran the model."""
     return RecalibrationReport(
@@ -88,4 +91,6 @@ def recalibration_report(
         cache=estimate.cache,
         plan=estimate.plan,
         processes=processes,
+        warnings=data.warnings,
+        notes=notes,
     )

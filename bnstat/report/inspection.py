@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bnstat.report.recalibration import Unreadable
 from bnstat.report.severity import FailOn, Severity
 from bnstat.report.verdict import Verdict
 
@@ -65,6 +66,8 @@ class DataRun:
     model: str  # where the model came from: arch, torchscript, torch.export, onnx ...
     options: tuple[tuple[str, Any], ...]  # the data options used, by name
     input: str = ""  # what the model was fed, in words
+    unreadable: tuple[Unreadable, ...] = ()  # data files and folders skipped, and why
+    warnings: tuple[str, ...] = ()  # what was used but deserves a word, one line each
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Summary:
     info: int
     unreadable: int
     skipped: int = 0  # files in the folders searched that are not checkpoints, or no model
+    data_unreadable: int = 0  # data files (and folders) skipped by the runs on data
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ class Report:
             info=counts[Severity.INFO],
             unreadable=sum(1 for c in self.checkpoints if c.error is not None),
             skipped=self.skipped + len(self.no_model),
+            data_unreadable=len(
+                {u.path for c in self.checkpoints if c.data for u in c.data.unreadable}
+            ),
         )
 
     @property

@@ -14,7 +14,7 @@ from bnstat.report.verdict import Verdict
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A file that was skipped, and why."""
+    """A data file (or a folder) that was skipped, and why."""
 
     path: str
     reason: str
@@ -100,6 +100,8 @@ class RecalibrationReport:
     cache: CacheUse | None  # the activation cache of a segmented sweep
     processes: int  # under torchrun: how many shared the data
     plan: PlanRecord | None = None  # the cache's plan, where the sweep was segmented
+    warnings: tuple[str, ...] = ()  # about the data used, one line each
+    notes: tuple[str, ...] = ()  # what the run did besides: leftovers of killed runs removed
 
     @property
     def consistency(self) -> float | None:

@@ -147,5 +147,6 @@ def with_layer_data(
 
 def data_run(folder: str, measurement: Measurement) -> DataRun:
     return DataRun(
-        folder, measurement.samples, measurement.origin, measurement.options, measurement.input
-    )
+        folder, measurement.samples, measurement.origin, measurement.options, measurement.input,
+        measurement.unreadable, measurement.warnings,
+    )  # fmt: skip

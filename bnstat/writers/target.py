@@ -4,7 +4,8 @@ The output keeps the input's format, or, for torch files and state dicts, takes 
 other family when its extension asks for it (`.safetensors` against `.pt`, `.pth`, ...).
 An extension that names a format bnstat cannot write from this input (`.onnx` from a
 state dict, `.txt`) is refused rather than given a file of another format. The input is
-never overwritten without `--in-place`.
+never overwritten without `--in-place`. All of it, the folder's writability included, is
+checked before the first pass: a job must not compute for an hour to fail at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bnstat.atomic import check_writable
 from bnstat.errors import UsageError
 from bnstat.readers.base import CheckpointFormat, RawCheckpoint
 from bnstat.tensor_ref import TensorRef
@@ -62,6 +64,7 @@ def check_target(raw: RawCheckpoint, output: Path, in_place: bool) -> None:
         )
     if not output.parent.is_dir():
         raise UsageError(f"--output {output}: folder {output.parent} does not exist")
+    check_writable(output.parent)
     suffix = output.suffix.lower()
     possible = WRITABLE[raw.format]
     if suffix != raw.path.suffix.lower() and suffix not in possible:

@@ -57,7 +57,7 @@ def test_json_matches_the_contract_schema(cli, dead, tmp_path):
     jsonschema.validate(report, SCHEMA)
     assert report["summary"] == {
         "checkpoints": 2, "layers": 4, "error": 0, "warning": 1, "info": 0,
-        "unreadable": 1, "skipped": 0, "fail_on": "error",
+        "unreadable": 1, "skipped": 0, "data_unreadable": 0, "fail_on": "error",
     }  # fmt: skip
     (finding,) = report["checkpoints"][0]["findings"]
     assert finding["rule"] == "BN004" and finding["channels"] == [1, 4]

@@ -449,7 +449,7 @@ def test_without_cache_every_pass_decodes_again(tmp_path: Path) -> None:
 
 def test_batches_that_do_not_fit_are_not_cached(tmp_path: Path) -> None:
     gray_folder(tmp_path, 5)
-    one_batch = 2 * 4 * 4 * 4  # two 1x4x4 float32 samples
+    one_batch = 2 * 4 * 4  # two 1x4x4 samples held as uint8
     data = FolderData(tmp_path, DataOptions(channels=1, batch_size=2, cache_bytes=one_batch))
     collect(data)
     data.files[-1].unlink()

@@ -12,6 +12,7 @@ checkpoint's bytes and mtime are unchanged.
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import shutil
@@ -69,7 +70,8 @@ def test_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
 
 
 # A program using the library: SIGTERM reaches it as `Terminated`, after the cleanup, and
-# the program ends as the CLI does, with 143.
+# the program ends as the CLI does, with 143. Half way through its write it says so and
+# waits for the signal: however slow the machine, the signal lands mid-write.
 _SLOW_WRITER = r"""
 import sys, time
 from pathlib import Path
@@ -78,26 +80,27 @@ from bnstat.termination import Terminated
 try:
     with atomic_output(Path(sys.argv[1])) as temporary:
         with open(temporary, "wb") as handle:
-            for chunk in range(400):
+            for chunk in range(8):
                 handle.write(b"x" * 65536)
-                handle.flush()
-                if chunk == 8:
-                    print("bnstat-test: writing", file=sys.stderr, flush=True)
-                time.sleep(0.02)
+            handle.flush()
+            print("bnstat-test: writing", file=sys.stderr, flush=True)
+            while True:
+                time.sleep(3600)
 except Terminated:
     sys.exit(143)
-print("bnstat-test: done", file=sys.stderr, flush=True)
 """
 
 
 def _start(
-    argv: list[str], folder: Path, preexec: Callable[[], None] | None = None
-) -> tuple[subprocess.Popen[bytes], Path]:
+    argv: list[str], folder: Path, preexec: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
     errors = folder.parent / f"{folder.name}.stderr"
     with errors.open("wb") as stderr:
         process = subprocess.Popen(
-            argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=preexec
-        )
+            argv, cwd=folder, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=preexec,
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
     return process, errors
 
 
@@ -171,27 +174,10 @@ def test_a_full_disk_mid_write_is_an_output_error(tmp_path: Path, old: bool) -> 
 
 # ------------------------------------------------------------------ real recalibrate runs
 
-# Runs the CLI with the copy of the input into the temporary file slowed down, so that a
-# signal can arrive while the temporary file exists and the target is not yet replaced.
-_SLOW_CLI = r"""
-import sys, time
-import bnstat.atomic as atomic
-original = atomic.copy_into
-def slow_copy(source, target):
-    original(source, target)
-    print("bnstat-test: copied", file=sys.stderr, flush=True)
-    time.sleep(60)
-atomic.copy_into = slow_copy
-from bnstat.cli import main
-sys.argv = ["bnstat", *sys.argv[1:]]
-main()
-"""
 
-
-def _recalibrate_argv(checkpoint: Path, *extra: str, code: str | None = None) -> list[str]:
-    runner = ["-c", code] if code else ["-m", "bnstat"]
+def _recalibrate_argv(checkpoint: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, *runner, "recalibrate", str(checkpoint),
+        sys.executable, "-m", "bnstat", "recalibrate", str(checkpoint),
         "--arch", f"{SAMPLES / 'digits_model.py'}:build_model", "--data", str(SAMPLES / "digits"),
         "--max-samples", "16", "--no-verify", "--workers", "0", *extra,
     ]  # fmt: skip
@@ -218,9 +204,9 @@ def test_recalibrate_killed_mid_write(
     pytest.importorskip("torch")
     before = snapshot(checkpoint)
     target = _prepare(tmp_path / "out", old)
-    argv = _recalibrate_argv(checkpoint, "--output", str(target), code=_SLOW_CLI)
-    process, errors = _start(argv, target.parent)
-    _wait_for(errors, "bnstat-test: copied", process)
+    argv = _recalibrate_argv(checkpoint, "--output", str(target))
+    process, errors = _start(argv, target.parent, env={"BNSTAT_PAUSE_AT": "writing"})
+    _wait_for(errors, "bnstat: paused at writing", process)
     process.send_signal(SIGNALS[name])
     status = process.wait(timeout=30)
     content, others = _state(target.parent, target)

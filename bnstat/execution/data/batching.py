@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import torch
+from bnstat.execution.data.samples import Samples, join
 
 
-def select_samples(
-    pieces: Iterable[torch.Tensor], limit: int | None, rank: int, world_size: int
-) -> Iterator[torch.Tensor]:
-    """Cut the stream after `limit` samples; keep this rank's share (every world_size-th)."""
-    position = 0
-    for piece in pieces:
-        kept = piece if limit is None else piece[: limit - position]
-        yield kept[(rank - position) % world_size :: world_size]
-        position += len(kept)
-        if limit is not None and position >= limit:
-            return
-
-
-def rechunk(pieces: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+def rechunk(pieces: Iterable[Samples], size: int) -> Iterator[Samples]:
     """Batches of exactly `size` samples, then the rest, from pieces of any length."""
-    buffer: list[torch.Tensor] = []
+    buffer: list[Samples] = []
     buffered = 0
     for piece in pieces:
         while len(piece):
@@ -31,7 +18,7 @@ def rechunk(pieces: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]
             buffered += take
             piece = piece[take:]
             if buffered == size:
-                yield torch.cat(buffer) if len(buffer) > 1 else buffer[0]
+                yield join(buffer)
                 buffer, buffered = [], 0
     if buffer:
-        yield torch.cat(buffer)
+        yield join(buffer)

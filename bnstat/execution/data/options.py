@@ -17,7 +17,7 @@ class DataOptions:
 
     image_size: tuple[int, int] | None = None  # final H, W: crop after `resize`, else resize
     resize: int | None = None  # shorter side to this, keeping the aspect ratio
-    mean: tuple[float, ...] = (0.0,)  # images only: (x / 255 - mean) / std per channel
+    mean: tuple[float, ...] = (0.0,)  # images only: (x / range - mean) / std per channel
     std: tuple[float, ...] = (1.0,)
     channels: int = 3  # 1 = grayscale ("L"), 3 = RGB, 4 = RGBA
     max_samples: int | None = None  # taken after a seeded shuffle of the files
