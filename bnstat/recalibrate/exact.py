@@ -83,13 +83,15 @@ class ExactSweeps:
 
     def _held(self, samples: int) -> int:
         """Memory the data will take: a source that keeps its decoded batches between
-        passes (`held_bytes`) keeps them while they fit in the budget; the verification
-        keeps one batch in `EVERY`."""
+        passes (`held_bytes`) keeps them, as they are stored (`kept_sample_bytes`: uint8
+        images, say), while they fit in the budget; the verification keeps one batch in
+        `EVERY` as the model takes it."""
         sample_bytes = nbytes(self.first) // max(batch_size(self.first), 1)
         kept = samples * sample_bytes // EVERY if self.witness is not None else 0
         if not hasattr(self.loop.data, "held_bytes"):
             return kept
-        return min(samples * sample_bytes, self.resources.memory.bytes) + kept
+        stored = getattr(self.loop.data, "kept_sample_bytes", None) or sample_bytes
+        return min(samples * stored, self.resources.memory.bytes) + kept
 
     def sweep(self, label: str) -> SweepResult:
         if self.witness is not None:

@@ -80,6 +80,7 @@ class FolderData:
         self.warnings: list[str] = []  # one line each: what was used but deserves a word
         self._cache: list[Samples] | None = None
         self.held_bytes = 0  # decoded batches kept in memory for the next pass
+        self.kept_sample_bytes: int | None = None  # one sample as kept, once one is decoded
         self._opened: list[TensorFile] = []
         self.origins: Counter[str] = Counter()  # what the files held: image modes, dtypes
         self.depths: set[str] = set()  # of the images decoded: 8-bit, 16-bit, float
@@ -127,6 +128,7 @@ class FolderData:
         for batch in rechunk(self._same_shape(pieces), self.options.batch_size):
             count += len(batch)
             cached_bytes += batch.nbytes
+            self.kept_sample_bytes = batch.nbytes // max(len(batch), 1)
             if cache is not None and cached_bytes <= self.keep_bytes:
                 cache.append(batch)
                 self.held_bytes = cached_bytes
