@@ -5,7 +5,7 @@ kept between segments, and the time of every segment on the device in use. Both 
 from running the segments in order on the first batch (the statistics in the model do
 not change): the shapes are the real ones, whatever graph the runtime captured, and the
 time is this machine's. The batch's values are dropped as the plan releases them, so
-this costs two batches through the model (the faster of two timings is kept) and holds
+this costs one batch through the model (and two samples before it, to warm up) and holds
 no more than a segment of one.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bnstat.execution.batches import Batch, batch_size, described, nbytes
+from bnstat.execution.batches import Batch, batch_size, described, head, nbytes
 from bnstat.execution.loop import model_call
 from bnstat.execution.model import ModelRunner
 from bnstat.execution.schedule import Plan
@@ -38,12 +38,12 @@ class Profile:
 
 
 def profile(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
-    """Run the plan's segments twice on `batch` (see the module docstring); the faster time
-    of each segment is its own, without what a first call costs (kernels, allocation) or a
-    busy moment of the machine."""
-    first, second = _run(runner, plan, batch), _run(runner, plan, batch)
-    fastest = tuple(map(min, first.segment_seconds, second.segment_seconds))
-    return Profile(second.value_bytes, fastest, second.working_bytes)
+    """Run the plan's segments on `batch` (see the module docstring), after a run on two of
+    its samples that pays for what a first call costs (building kernels, allocating)."""
+    size = batch_size(batch)
+    if size > 2 and runner.takes.exact_batch is None:
+        _run(runner, plan, head(batch, 2))
+    return _run(runner, plan, batch)
 
 
 def _run(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
