@@ -124,9 +124,7 @@ class RemoteFile:
                 self._stream_whole()
             else:
                 if len(data) != end - start:
-                    raise CheckpointError(
-                        f"{self.name}: truncated body: {len(data)} of {end - start} bytes"
-                    )
+                    raise CheckpointError(f"truncated body: {len(data)} of {end - start} bytes")
                 self.known.cost.add(0, len(data))
                 return data
         assert self.known.whole is not None
@@ -139,9 +137,7 @@ class RemoteFile:
                 limit = self.url.options.max_download
                 data = self._attempt(lambda: self._fetcher.whole(limit))
                 if len(data) != self.size:
-                    raise CheckpointError(
-                        f"{self.name}: truncated body: {len(data)} of {self.size} bytes"
-                    )
+                    raise CheckpointError(f"truncated body: {len(data)} of {self.size} bytes")
                 self.known.cost.add(0, len(data))
                 self.known.whole = data
 
