@@ -25,11 +25,12 @@ class StoreFetcher:
         self.fs: Any = filesystem(url.scheme, url.options)
         self.handle: Any = None
 
-    def open(self) -> int:
+    def open(self, tail: int) -> tuple[int, bytes]:
+        """The size, from the library's metadata request (which brings no bytes)."""
         path = _at_commit(self.fs, self.url) if self.url.scheme == "hf" else self.url.path
         self.handle = self.fs.open(path, "rb", cache_type="none")
         size: int = self.handle.size
-        return size
+        return size, b""
 
     def fetch(self, start: int, end: int) -> bytes:
         data: bytes = self.handle._fetch_range(start, end)  # fsspec's per-range hook
