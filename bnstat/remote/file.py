@@ -8,8 +8,9 @@ at most TAIL bytes. On an object store or the hub the library's metadata request
 it, then both ends are fetched in parallel. A worker process that opens the file again
 asks only for its last byte. Readers then `prefetch` the spans they are about to read
 (every BatchNorm tensor of a model, with the zip headers in front of them): spans closer
-than GAP are merged, those already fetched dropped, and the rest fetched PARALLEL at a
-time. Any other `pread` is one request for exactly its bytes.
+than GAP are merged, what was fetched before left out, and the rest fetched PARALLEL at a
+time. Any other `pread` is one request for exactly the bytes it lacks (a pickle read on
+past the first bytes asks only for what follows them).
 fsspec's read-ahead block cache is never used: nothing is fetched that was not asked for.
 
 429 and 5xx answers are retried RETRIES times, after a pause that doubles (or the
@@ -104,26 +105,26 @@ class RemoteFile:
     def pread(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise past_end(self.name, offset, length, self.size)
-        found = self.known.cached(offset, length)
-        if found is not None:
-            return found
-        if length > PIECE:
-            end = offset + length
-            pieces = [(a, min(a + PIECE, end)) for a in range(offset, end, PIECE)]
-            return b"".join(self._fetch_all(pieces))
-        data = self._fetch(offset, offset + length)
-        if length <= KEEP:
-            self.known.keep(offset, data)
-        return data
+        have = self.known.cached(offset, length)
+        if len(have) == length:
+            return have
+        start, end = offset + len(have), offset + length  # fetch what is not there yet
+        if end - start > PIECE:
+            pieces = [(a, min(a + PIECE, end)) for a in range(start, end, PIECE)]
+            return have + b"".join(self._fetch_all(pieces))
+        data = self._fetch(start, end)
+        if end - start <= KEEP:
+            self.known.keep(start, data)
+        return have + data
 
     def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
         """Fetch these (start, end) spans now, merged and in parallel, for later reads."""
         wanted = [
-            (start, end)
+            (start + len(self.known.cached(start, end - start)), end)
             for start, end in merge(spans, GAP)
             if 0 <= start < end <= (self.known.size or 0)
-            and self.known.cached(start, end - start) is None
         ]
+        wanted = [(start, end) for start, end in wanted if start < end]
         for (start, _), data in zip(wanted, self._fetch_all(wanted), strict=True):
             self.known.keep(start, data)
 
