@@ -72,11 +72,13 @@ def spread_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("spread")
     tensors = _spread_model()
     torch.save(tensors, folder / "spread.pt")
+    torch.save(tensors, folder / "spread.legacy.pt", _use_new_zipfile_serialization=False)
     save_file(tensors, folder / "spread.safetensors")
-    return {name: (folder / name).read_bytes() for name in ("spread.pt", "spread.safetensors")}
+    names = ("spread.pt", "spread.legacy.pt", "spread.safetensors")
+    return {name: (folder / name).read_bytes() for name in names}
 
 
-@pytest.mark.parametrize("name", ["spread.pt", "spread.safetensors"])
+@pytest.mark.parametrize("name", ["spread.pt", "spread.legacy.pt", "spread.safetensors"])
 @pytest.mark.parametrize("latency", [0.0, 0.05])
 def test_a_big_file_costs_a_request_per_layer_and_a_sliver_of_its_bytes(
     http: Server, cli: Callable[..., object], spread_files: dict[str, bytes], name: str,
