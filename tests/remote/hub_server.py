@@ -3,8 +3,9 @@
 the way the Hub answers them, errors included (the `X-Error-Code` header), and with
 its access rules: a private repository is hidden without the right token (401, as the
 Hub cannot say "exists" to a stranger), a gated one lists its files but refuses to send
-them (401 without a token, 403 with one it has not granted). Requests and body bytes
-are counted. Point huggingface_hub at it with `HF_ENDPOINT`.
+them (401 without a token, 403 with one it has not granted). Requests, body bytes and
+the file requests in flight together are counted; `latency` delays each file's answer.
+Point huggingface_hub at it with `HF_ENDPOINT`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import hashlib
 import json
 import re
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -44,13 +48,27 @@ class Repo:
 
 
 class Counts:
-    """Requests, the bytes of files sent, and the revisions files were asked at."""
+    """Requests, the bytes of files sent, the revisions files were asked at, and the most
+    file requests answered at once."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests = 0
         self.sent = 0
         self.revisions: list[str] = []
+        self.in_flight = 0
+        self.peak = 0
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def add(self, sent: int) -> None:
         with self.lock:
@@ -68,6 +86,7 @@ class Hub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.counts = Counts()
+        self.latency = 0.0  # seconds before a file's answer: requests in flight overlap
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -170,14 +189,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.counts.resolved(revision)
         headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": sha}
         match = RANGE.match(self.headers.get("Range") or "")
-        if match and not head:
-            start = int(match.group(1))
-            end = min(int(match.group(2)) + 1 if match.group(2) else len(data), len(data))
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
-            return self._send(206, data[start:end], headers, sent=end - start)
-        self._send(
-            200, b"" if head else data, headers, length=len(data), sent=0 if head else len(data)
-        )
+        with self.hub.counts.answering():
+            time.sleep(self.hub.latency)
+            if match and not head:
+                start = int(match.group(1))
+                end = min(int(match.group(2)) + 1 if match.group(2) else len(data), len(data))
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+                return self._send(206, data[start:end], headers, sent=end - start)
+            body, sent = (b"", 0) if head else (data, len(data))
+            self._send(200, body, headers, length=len(data), sent=sent)
 
     def _json(self, value: object) -> None:
         self._send(200, json.dumps(value).encode(), {"Content-Type": "application/json"})

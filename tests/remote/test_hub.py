@@ -69,6 +69,23 @@ def test_a_push_while_reading_does_not_mix_commits(
     assert entry[url]["fetched_bytes"] == hub.counts.sent < entry[url]["file_size"] / 10
 
 
+def test_the_files_of_a_folder_are_opened_together(hub: Hub, run_bnstat: Run) -> None:
+    """Each file's answer comes after a pause: files opened one after another would
+    never have two requests in flight."""
+    hub.repos["lab/many"] = Repo()
+    hub.repos["lab/many"].commit({f"model{i}.pt": HEALTHY for i in range(6)}, "main")
+    hub.counts.__init__()
+    hub.latency = 0.2
+    try:
+        result = run_bnstat({"HF_ENDPOINT": hub.endpoint}, "check", "hf://lab/many", "--jobs", "1",
+                            "--format", "json")  # fmt: skip
+    finally:
+        hub.latency = 0.0
+    assert sorted(_entries(result)) == [f"hf://lab/many/model{i}.pt" for i in range(6)]
+    assert hub.counts.peak > 1
+    assert len(hub.counts.revisions) == 6  # one request each: the whole small file
+
+
 @pytest.mark.parametrize(
     ("url", "token", "message"),
     [
