@@ -4,6 +4,7 @@ the real CLI run in a process of its own, isolated from the machine's credential
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -48,3 +49,9 @@ def run_bnstat(tmp_path_factory: pytest.TempPathFactory) -> Run:
         )  # fmt: skip
 
     return run
+
+
+def entries(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    """The checkpoints of a JSON report by path, from a run that read them (exit 0 or 1)."""
+    assert result.returncode in (0, 1), result.stderr
+    return {entry["path"]: entry for entry in json.loads(result.stdout)["checkpoints"]}

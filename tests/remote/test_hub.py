@@ -4,13 +4,11 @@ refusal, never its value. Folders, globs and ranges are in test_object_stores.""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Run
+from conftest import Run, entries
 from hub_server import TOKEN, Hub, Repo
 from stores import spread
 from zoo import SAMPLES
@@ -36,17 +34,12 @@ def hub() -> Iterator[Hub]:
     hub.close()
 
 
-def _entries(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
-    assert result.returncode in (0, 1), result.stderr
-    return {entry["path"]: entry for entry in json.loads(result.stdout)["checkpoints"]}
-
-
 def test_a_revision_reads_that_commit(hub: Hub, run_bnstat: Run) -> None:
     env = {"HF_ENDPOINT": hub.endpoint}
-    tagged = _entries(run_bnstat(env, "check", "hf://lab/zoo@v1.0", "--format", "json"))
+    tagged = entries(run_bnstat(env, "check", "hf://lab/zoo@v1.0", "--format", "json"))
     assert sorted(tagged) == ["hf://lab/zoo@v1.0/model.pt", "hf://lab/zoo@v1.0/old/model.pt"]
     assert all("BN001" in {f["rule"] for f in e["findings"]} for e in tagged.values())
-    main = _entries(run_bnstat(env, "check", "hf://lab/zoo/model.pt", "--format", "json"))
+    main = entries(run_bnstat(env, "check", "hf://lab/zoo/model.pt", "--format", "json"))
     assert main["hf://lab/zoo/model.pt"]["findings"] == []
 
 
@@ -61,8 +54,8 @@ def test_a_push_while_reading_does_not_mix_commits(
     repo.move = (1, "main", pushed)
     hub.counts.__init__()
     url = "hf://lab/moving/model.safetensors"
-    entry = _entries(run_bnstat({"HF_ENDPOINT": hub.endpoint}, "inspect", url, "--format", "json"))
-    local = _entries(run_bnstat({}, "inspect", tmp_path / "spread.safetensors", "--format", "json"))
+    entry = entries(run_bnstat({"HF_ENDPOINT": hub.endpoint}, "inspect", url, "--format", "json"))
+    local = entries(run_bnstat({}, "inspect", tmp_path / "spread.safetensors", "--format", "json"))
     assert entry[url]["layers"] == next(iter(local.values()))["layers"]
     assert len(hub.counts.revisions) > 1 and set(hub.counts.revisions) == {first}
     assert repo.refs["main"] == pushed  # the push did land while bnstat read
@@ -81,7 +74,7 @@ def test_the_files_of_a_folder_are_opened_together(hub: Hub, run_bnstat: Run) ->
                             "--format", "json")  # fmt: skip
     finally:
         hub.latency = 0.0
-    assert sorted(_entries(result)) == [f"hf://lab/many/model{i}.pt" for i in range(6)]
+    assert sorted(entries(result)) == [f"hf://lab/many/model{i}.pt" for i in range(6)]
     assert hub.counts.peak > 1
     assert len(hub.counts.revisions) == 6  # one request each: the whole small file
 
@@ -119,5 +112,5 @@ def test_the_token_opens_what_it_may(hub: Hub, run_bnstat: Run, repo: str) -> No
     result = run_bnstat(
         {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN}, "check", url, "--format", "json"
     )
-    assert _entries(result)[url]["findings"] == []
+    assert entries(result)[url]["findings"] == []
     assert TOKEN not in result.stdout + result.stderr

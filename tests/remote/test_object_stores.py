@@ -5,13 +5,11 @@ through the real CLI: folders, globs, range reads, what is not there, refused ke
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Run
+from conftest import Run, entries
 from stores import AZURITE_KEY, ROOT, objects, serve, spread
 from zoo import SAMPLES
 
@@ -28,14 +26,9 @@ def store(
         yield request.param, env
 
 
-def _checkpoints(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
-    assert result.returncode in (0, 1), result.stderr
-    return {entry["path"]: entry for entry in json.loads(result.stdout)["checkpoints"]}
-
-
 def test_a_folder_is_searched_like_a_local_one(store: Store, run_bnstat: Run) -> None:
     scheme, env = store
-    found = _checkpoints(run_bnstat(env, "inspect", f"{scheme}://{ROOT}/zoo/", "--format", "json"))
+    found = entries(run_bnstat(env, "inspect", f"{scheme}://{ROOT}/zoo/", "--format", "json"))
     zoo = f"{scheme}://{ROOT}/zoo"
     assert sorted(found) == [
         f"{zoo}/big/spread.safetensors",
@@ -43,7 +36,7 @@ def test_a_folder_is_searched_like_a_local_one(store: Store, run_bnstat: Run) ->
         f"{zoo}/healthy.pt",
         f"{zoo}/sharded/model.safetensors.index.json",
     ]
-    local = _checkpoints(run_bnstat({}, "inspect", SAMPLES / "healthy.pt", SAMPLES /
+    local = entries(run_bnstat({}, "inspect", SAMPLES / "healthy.pt", SAMPLES /
                                     "healthy.safetensors", "--format", "json"))  # fmt: skip
     pt, safetensors = (entry["layers"] for _, entry in sorted(local.items()))
     assert found[f"{zoo}/healthy.pt"]["layers"] == pt
@@ -53,9 +46,7 @@ def test_a_folder_is_searched_like_a_local_one(store: Store, run_bnstat: Run) ->
 
 def test_a_glob_takes_what_it_matches(store: Store, run_bnstat: Run) -> None:
     scheme, env = store
-    found = _checkpoints(
-        run_bnstat(env, "check", f"{scheme}://{ROOT}/zoo/**/*.pt", "--format", "json")
-    )
+    found = entries(run_bnstat(env, "check", f"{scheme}://{ROOT}/zoo/**/*.pt", "--format", "json"))
     assert sorted(found) == [
         f"{scheme}://{ROOT}/zoo/deep/dead.pt",
         f"{scheme}://{ROOT}/zoo/healthy.pt",
@@ -65,11 +56,9 @@ def test_a_glob_takes_what_it_matches(store: Store, run_bnstat: Run) -> None:
 def test_an_object_is_read_by_ranges(store: Store, run_bnstat: Run, tmp_path: Path) -> None:
     scheme, env = store
     url = f"{scheme}://{ROOT}/zoo/big/spread.safetensors"
-    entry = _checkpoints(run_bnstat(env, "inspect", url, "--format", "json"))[url]
+    entry = entries(run_bnstat(env, "inspect", url, "--format", "json"))[url]
     (tmp_path / "spread.safetensors").write_bytes(spread(tmp_path))
-    local = _checkpoints(
-        run_bnstat({}, "inspect", tmp_path / "spread.safetensors", "--format", "json")
-    )
+    local = entries(run_bnstat({}, "inspect", tmp_path / "spread.safetensors", "--format", "json"))
     assert entry["layers"] == next(iter(local.values()))["layers"]
     assert entry["requests"] <= 4 + 8
     assert entry["fetched_bytes"] < entry["file_size"] / 10
