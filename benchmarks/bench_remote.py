@@ -15,6 +15,8 @@ processes (median of --repeat after a warm-up):
 * a full download of the file (`curl -o /dev/null`, else `fsspec.get`), what CI does
   without bnstat.
 
+The machine's load average is printed before and after: other jobs slow every row.
+
 Targets (PASS/FAIL): at most 0.1% of the bytes, at most one request per BatchNorm layer
 plus 8, and within 2x the local time without latency. Usage, from the repository root:
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -102,6 +105,11 @@ def _targets(rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _load() -> str:
+    """The machine's load: on a shared machine, what the times were measured under."""
+    return "load average (1, 5, 15 min): " + ", ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-gib", type=float, default=2.0)
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="build the checkpoints here and keep them")
     args = parser.parse_args(argv)
     print(machine_summary())
+    print(_load())
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bnstat-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     header = ["file", "how", "wall s", "requests", "bytes", "of file", "vs local", "vs download"]
     print_table([header, *rows], left=2)
     print("\n".join(_targets(rows)))
+    print(_load())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The file is a run of pickles: a magic number, a protocol version, a system-info 
 object tree (storages appear as persistent ids) and the sorted list of storage keys; then,
 for each key in that order, an 8-byte element count and the storage's raw bytes. The
 object tree is rebuilt by the safe unpickler; storage offsets are found by walking the
-8-byte headers, so only BatchNorm tensors are ever read. Each pickle is scanned before it
+8-byte headers (announced beforehand, so that a remote file fetches them together), so
+only BatchNorm tensors are ever read. Each pickle is scanned before it
 is loaded (which also finds where it ends), and anything after the last storage, where
 torch writes nothing, is scanned for the globals a payload there would call.
 """
@@ -29,6 +30,7 @@ from bnstat.readers.sniff import MAGIC_NUMBER
 from bnstat.tensor_ref import BytesFile, ByteSource, FileRegion, RandomAccess
 
 MAX_PICKLE_BYTES = 128 * 2**20
+FIRST_READ = 4096  # then doubled: the small header pickles stay within a remote file's head
 
 
 def _pickle_at(
@@ -43,7 +45,7 @@ def _pickle_at(
     data = b""
     try:
         while True:
-            want = min(available, max(scanner.needed, 2 * len(data), 2**16))
+            want = min(available, max(scanner.needed, 2 * len(data), FIRST_READ))
             if want <= len(data):
                 if available < file.size - start:
                     raise CheckpointError(f"a pickle in the file is over {MAX_PICKLE_BYTES} bytes")
@@ -142,8 +144,12 @@ def _place_storages(
     storages: dict[str, _LegacyStorage],
     little_endian: bool,
 ) -> int:
-    """Give each storage its file region; returns where the last storage record ends."""
+    """Give each storage its file region; returns where the last storage record ends.
+
+    The walk reads each record's 8-byte header in turn; where the pickle's element counts
+    say the headers lie, they are announced first, for a remote file to fetch together."""
     byteorder: Literal["little", "big"] = "little" if little_endian else "big"
+    file.prefetch(_headers_expected(position, keys, storages, file.size))
     for key in keys:
         storage = storages.get(key)
         if storage is None:
@@ -155,3 +161,19 @@ def _place_storages(
         storage.region = FileRegion(file, position + 8, size)
         position += 8 + size
     return position
+
+
+def _headers_expected(
+    position: int, keys: list[str], storages: dict[str, _LegacyStorage], size: int
+) -> list[tuple[int, int]]:
+    """Where the storage headers lie if each agrees with the pickle's element count (past
+    one that does not, the walk reads them where it finds them), up to the first unknown
+    key or the end of the file."""
+    spans = []
+    for key in keys:
+        storage = storages.get(key)
+        if storage is None or position + 8 > size:
+            break
+        spans.append((position, position + 8))
+        position += 8 + storage.numel * storage.dtype.itemsize
+    return spans

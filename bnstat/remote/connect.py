@@ -1,9 +1,10 @@
-"""The fsspec filesystem for a URL's scheme, with bnstat's timeouts and redirect limit.
+"""The fsspec filesystem for an object store's or a hub's URL, with bnstat's timeouts.
 
-Each scheme is read by its own package (aiohttp for HTTP, s3fs, gcsfs, adlfs,
-huggingface_hub), installed with the extra `bnstat[remote]` or one by one; credentials
-come from each package's usual sources (environment, profiles, `HF_TOKEN`), never from
-bnstat. `require` says which package is missing before anything is read.
+Each scheme is read by its own package (aiohttp for HTTP, driven by `remote.http`
+without fsspec; s3fs, gcsfs, adlfs, huggingface_hub through fsspec), installed with the
+extra `bnstat[remote]` or one by one; credentials come from each package's usual
+sources (environment, profiles, `HF_TOKEN`), never from bnstat. `require` says which
+package is missing before anything is read.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Any
 from bnstat.errors import MissingDependencyError
 from bnstat.remote.url import RemoteOptions
 
-PACKAGES = {"http": "aiohttp", "https": "aiohttp", "s3": "s3fs", "gs": "gcsfs",
-            "az": "adlfs", "hf": "huggingface_hub"}  # fmt: skip
-MAX_REDIRECTS = 10
+PACKAGES = {"http": ("aiohttp",), "https": ("aiohttp",), "s3": ("fsspec", "s3fs"),
+            "gs": ("fsspec", "gcsfs"), "az": ("fsspec", "adlfs"),
+            "hf": ("fsspec", "huggingface_hub")}  # fmt: skip
 
 
 def require(scheme: str) -> None:
     """A `MissingDependencyError` naming `bnstat[remote]` when the scheme cannot be read."""
-    for package in ("fsspec", PACKAGES[scheme]):
+    for package in PACKAGES[scheme]:
         try:
             importlib.import_module(package)
         except ImportError:
@@ -38,11 +39,6 @@ def filesystem(scheme: str, options: RemoteOptions) -> Any:
 
 def _settings(scheme: str, timeout: float) -> dict[str, Any]:
     """Each package's own names for a per-request timeout (and its retries)."""
-    if scheme in ("http", "https"):
-        import aiohttp
-
-        limit = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        return {"client_kwargs": {"timeout": limit}, "max_redirects": MAX_REDIRECTS}
     if scheme == "s3":
         retries = {"max_attempts": 4, "mode": "standard"}
         config = {"connect_timeout": timeout, "read_timeout": timeout, "retries": retries}

@@ -90,6 +90,17 @@ def explain(err: BaseException, url: RemoteUrl) -> CheckpointError:
         return CheckpointError(f"no answer within {url.options.timeout:g} s (--timeout)")
     if "ClientPayloadError" in names or "IncompleteReadError" in names:
         return CheckpointError("the server closed the connection mid-answer: truncated body")
+    if "GatedRepoError" in names:  # the Hub lists a gated repository's files, sends none
+        return CheckpointError(
+            f"access denied{_http(status)}: a gated repository, whose conditions the token's "
+            f"account must accept on the Hub: {credential_hint(url)}"
+        )
+    if "RepositoryNotFoundError" in names:  # the Hub hides a private one from strangers
+        return CheckpointError(
+            f"no such repository, or a private one{_http(status)}: {credential_hint(url)}"
+        )
+    if "RevisionNotFoundError" in names:
+        return CheckpointError(f"no such revision in the repository{_http(status)}")
     if "NoCredentialsError" in names or status in (401, 403) or _errno(err) == errno.EACCES:
         return CheckpointError(f"access denied{_http(status)}: {credential_hint(url)}")
     if status == 404 or "FileNotFoundError" in names or "EntryNotFoundError" in names:

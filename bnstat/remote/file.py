@@ -1,11 +1,16 @@
 """A remote file as `RandomAccess`: exact byte ranges, merged, fetched in parallel, counted.
 
-Opening costs one metadata request (size and validator) and, in parallel, the file's
-first HEAD and last TAIL bytes: the format's magic bytes, a safetensors header or a torch
-pickle, a zip archive's end record and central directory. Readers then `prefetch` the
-spans they are about to read (every BatchNorm tensor of a model, with the zip headers in
-front of them): spans closer than GAP are merged, those already fetched dropped, and the
-rest fetched PARALLEL at a time. Any other `pread` is one request for exactly its bytes.
+Opening learns the size and validator, and fetches the file's first HEAD and last TAIL
+bytes: the format's magic bytes, a safetensors header or a torch pickle, a zip archive's
+end record and central directory. Over HTTP the request for the last bytes learns the
+size too (a suffix range), then the first bytes follow: two requests, one for a file of
+at most TAIL bytes. On an object store or the hub the library's metadata request learns
+it, then both ends are fetched in parallel. A worker process that opens the file again
+asks only for its last byte. Readers then `prefetch` the spans they are about to read
+(every BatchNorm tensor of a model, with the zip headers in front of them): spans closer
+than GAP are merged, what was fetched before left out, and the rest fetched PARALLEL at a
+time. Any other `pread` is one request for exactly the bytes it lacks (a pickle read on
+past the first bytes asks only for what follows them).
 fsspec's read-ahead block cache is never used: nothing is fetched that was not asked for.
 
 429 and 5xx answers are retried RETRIES times, after a pause that doubles (or the
@@ -42,7 +47,9 @@ T = TypeVar("T")
 class Fetcher(Protocol):
     """One scheme's way to learn a file's size and fetch its ranges."""
 
-    def open(self) -> int: ...
+    def open(self, tail: int) -> tuple[int, bytes]:
+        """(the size, the last `tail` bytes where the request that learns it brings them,
+        else none)"""
 
     def fetch(self, start: int, end: int) -> bytes: ...
 
@@ -66,15 +73,26 @@ class RemoteFile:
         self.url = url
         self.known = url.state
         self.name = str(url)
-        first = self.known.handle is None and self.known.size is None
         if self.known.handle is None:
-            fetcher = _fetcher(url)
-            size = self._attempt(fetcher.open)
-            self.known.handle = fetcher
-            self.known.size = size if self.known.size is None else self.known.size
+            self._open(_fetcher(url))
         self.size: int = self.known.size or 0
+
+    def _open(self, fetcher: Fetcher) -> None:
+        """Learn the size, then fetch the file's ends; a file opened before (by the process
+        a worker was forked from) keeps its size and what was fetched of it."""
+        first = self.known.size is None
+        try:
+            size, last = self._attempt(lambda: fetcher.open(TAIL if first else 1))
+        except RangesIgnored:
+            self.known.handle = fetcher
+            self._stream_whole()
+            return
+        self.known.handle = fetcher
+        self.known.cost.add(0, len(last))
         if first:
-            self.prefetch(_ends(self.size))
+            self.known.size = size
+            self.known.keep(size - len(last), last)
+            self.prefetch(_ends(size, len(last)))
 
     @property
     def _fetcher(self) -> Fetcher:
@@ -87,26 +105,26 @@ class RemoteFile:
     def pread(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise past_end(self.name, offset, length, self.size)
-        found = self.known.cached(offset, length)
-        if found is not None:
-            return found
-        if length > PIECE:
-            end = offset + length
-            pieces = [(a, min(a + PIECE, end)) for a in range(offset, end, PIECE)]
-            return b"".join(self._fetch_all(pieces))
-        data = self._fetch(offset, offset + length)
-        if length <= KEEP:
-            self.known.keep(offset, data)
-        return data
+        have = self.known.cached(offset, length)
+        if len(have) == length:
+            return have
+        start, end = offset + len(have), offset + length  # fetch what is not there yet
+        if end - start > PIECE:
+            pieces = [(a, min(a + PIECE, end)) for a in range(start, end, PIECE)]
+            return have + b"".join(self._fetch_all(pieces))
+        data = self._fetch(start, end)
+        if end - start <= KEEP:
+            self.known.keep(start, data)
+        return have + data
 
     def prefetch(self, spans: Sequence[tuple[int, int]]) -> None:
         """Fetch these (start, end) spans now, merged and in parallel, for later reads."""
         wanted = [
-            (start, end)
+            (start + len(self.known.cached(start, end - start)), end)
             for start, end in merge(spans, GAP)
             if 0 <= start < end <= (self.known.size or 0)
-            and self.known.cached(start, end - start) is None
         ]
+        wanted = [(start, end) for start, end in wanted if start < end]
         for (start, _), data in zip(wanted, self._fetch_all(wanted), strict=True):
             self.known.keep(start, data)
 
@@ -124,9 +142,7 @@ class RemoteFile:
                 self._stream_whole()
             else:
                 if len(data) != end - start:
-                    raise CheckpointError(
-                        f"{self.name}: truncated body: {len(data)} of {end - start} bytes"
-                    )
+                    raise CheckpointError(f"truncated body: {len(data)} of {end - start} bytes")
                 self.known.cost.add(0, len(data))
                 return data
         assert self.known.whole is not None
@@ -138,12 +154,11 @@ class RemoteFile:
             if self.known.whole is None:
                 limit = self.url.options.max_download
                 data = self._attempt(lambda: self._fetcher.whole(limit))
-                if len(data) != self.size:
-                    raise CheckpointError(
-                        f"{self.name}: truncated body: {len(data)} of {self.size} bytes"
-                    )
+                if len(data) != (self.known.size or len(data)):
+                    raise CheckpointError(f"truncated body: {len(data)} of {self.known.size} bytes")
                 self.known.cost.add(0, len(data))
                 self.known.whole = data
+                self.known.size = len(data)
 
     def _attempt(self, call: Callable[[], T]) -> T:
         """One request, retried on 429 and 5xx; every failure is a `CheckpointError`."""
@@ -161,9 +176,11 @@ class RemoteFile:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _ends(size: int) -> list[tuple[int, int]]:
-    """The first reads of a file: its head and its tail (one span for a small file)."""
-    return [(0, min(size, HEAD)), (max(0, size - TAIL), size)]
+def _ends(size: int, last: int) -> list[tuple[int, int]]:
+    """The first reads of a file: its first HEAD and last TAIL bytes, but for the `last`
+    bytes already fetched (one span for a small file; none where `last` is all of it)."""
+    rest = size - last
+    return [(0, min(rest, HEAD)), (max(0, size - TAIL), rest)]
 
 
 def merge(spans: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int]]:

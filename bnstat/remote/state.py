@@ -52,16 +52,21 @@ class Known:
         self.spans: list[bytes] = []
         self.lock = threading.Lock()
 
-    def cached(self, offset: int, length: int) -> bytes | None:
-        """The bytes at `offset`, if a fetched span holds all of them."""
+    def cached(self, offset: int, length: int) -> bytes:
+        """The bytes at `offset`, as far as fetched spans hold them without a gap: all
+        `length` of them, the first few, or none."""
         if self.whole is not None:
             return self.whole[offset : offset + length]
+        parts: list[bytes] = []
+        at, end = offset, offset + length
         with self.lock:
-            i = bisect.bisect_right(self.starts, offset) - 1
-            if i >= 0 and offset + length <= self.starts[i] + len(self.spans[i]):
-                inner = offset - self.starts[i]
-                return self.spans[i][inner : inner + length]
-        return None
+            while at < end:
+                i = bisect.bisect_right(self.starts, at) - 1
+                if i < 0 or at >= self.starts[i] + len(self.spans[i]):
+                    break
+                parts.append(self.spans[i][at - self.starts[i] : end - self.starts[i]])
+                at += len(parts[-1])
+        return b"".join(parts)
 
     def keep(self, start: int, data: bytes) -> None:
         """Remember a fetched span (one inside a kept span, or over the limit, is not)."""

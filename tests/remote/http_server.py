@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zoo import SAMPLES
 
-RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 @dataclass
@@ -95,12 +95,15 @@ class Server:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops a burst of new connections: 1 s retries
+
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hung up early (a timeout, a refused answer) is no news."""
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as web servers do: else a body waits 40 ms for an ACK
     server_state: Server
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
@@ -142,10 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self._precondition_failed(validators):
             return self._empty(412, {}, head, stats)
         asked = self.headers.get("Range")
-        match = RANGE.match(asked or "")
-        if match and not rules.ignore_ranges and not head:
-            start = int(match.group(1))
-            end = min(int(match.group(2)) + 1 if match.group(2) else len(data), len(data))
+        span = _span(asked, len(data)) if not rules.ignore_ranges and not head else None
+        if span == UNSATISFIABLE:
+            return self._empty(416, {"Content-Range": f"bytes */{len(data)}"}, head, stats)
+        if span is not None:
+            start, end = span
             body = data[start:end] + (b"x" * 100 if rules.longer else b"")
             headers = {"Content-Range": f"bytes {start}-{end - 1}/{len(data)}", **validators}
             return self._send(206, body, headers, asked, head, stats)
@@ -153,16 +157,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _from_disk(self, path: Path, head: bool, stats: Stats) -> None:
         size = path.stat().st_size
-        match = RANGE.match(self.headers.get("Range") or "")
-        start, end = (
-            (int(match.group(1)), int(match.group(2) or size - 1) + 1) if match else (0, size)
-        )
-        end = min(end, size)
-        self.send_response(206 if match else 200)
+        span = _span(self.headers.get("Range"), size)
+        if span == UNSATISFIABLE:
+            return self._empty(416, {"Content-Range": f"bytes */{size}"}, head, stats)
+        start, end = span or (0, size)
+        self.send_response(206 if span else 200)
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", f'"{size}-{path.stat().st_mtime_ns}"')
-        if match:
+        if span:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
         if not head:
@@ -215,3 +218,18 @@ class _Handler(BaseHTTPRequestHandler):
 SAMPLE_FILES = sorted(  # every sample checkpoint, served by name
     path for path in SAMPLES.iterdir() if path.is_file() and path.suffix not in (".py", ".md")
 )
+
+
+UNSATISFIABLE = (0, 0)
+
+
+def _span(asked: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end) of the bytes a Range header asks for, `bytes=A-B`, `bytes=A-` or the
+    last N, `bytes=-N`; None without one; UNSATISFIABLE past the end (or of an empty file)."""
+    match = RANGE.match(asked or "")
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    start = max(0, size - int(last)) if not first else int(first)
+    end = size if not first or not last else min(int(last) + 1, size)
+    return (start, end) if start < end else UNSATISFIABLE

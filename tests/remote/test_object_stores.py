@@ -1,133 +1,104 @@
-"""s3:// against a local S3-compatible server (moto's server mode, started here on
-127.0.0.1): folders, globs, range reads and the faults of an object store."""
+"""s3://, gs://, az:// and hf:// against local servers on 127.0.0.1 (moto's S3 server,
+gcp-storage-emulator, Azurite, a hub; see `stores`), all holding the same objects, read
+through the real CLI: folders, globs, range reads, what is not there, refused keys."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
+from stores import AZURITE_KEY, ROOT, Run, entries, objects, serve, spread
 from zoo import SAMPLES
 
-Cli = Callable[..., object]
-BUCKET = "models"
+SCHEMES = ["s3", "gs", pytest.param("az", marks=pytest.mark.slow), "hf"]
+Store = tuple[str, dict[str, str]]
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A bucket holding checkpoints, a shard index with its shards, and other files."""
-    moto_server = pytest.importorskip("moto.server")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://{host}:{port}"}  # fmt: skip
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    client = boto3.client("s3")
-    client.create_bucket(Bucket=BUCKET)
-    for key, data in _objects(tmp_path_factory.mktemp("s3")).items():
-        client.put_object(Bucket=BUCKET, Key=key, Body=data)
-    yield env
-    for key, value in saved.items():
-        os.environ.pop(key, None) if value is None else os.environ.update({key: value})
-    server.stop()
+@pytest.fixture(scope="module", params=SCHEMES)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """(scheme, the environment that reads it), its server holding `objects`."""
+    with serve(request.param, objects(tmp_path_factory.mktemp("objects"))) as env:
+        yield request.param, env
 
 
-def _objects(folder: Path) -> dict[str, bytes]:
-    torch.manual_seed(0)
-    spread = {}
-    for i in range(4):
-        spread[f"conv{i}.weight"] = torch.randn(2**18)  # 1 MiB between two layers
-        spread |= {f"bn{i}.{leaf}": torch.rand(32) + 0.5 for leaf in
-                   ("weight", "bias", "running_mean", "running_var")}  # fmt: skip
-    save_file(spread, folder / "spread.safetensors")
-    healthy = (SAMPLES / "healthy.safetensors").read_bytes()
-    return {
-        "zoo/healthy.pt": (SAMPLES / "healthy.pt").read_bytes(),
-        "zoo/deep/dead.pt": (SAMPLES / "bn004_dead_channel.pt").read_bytes(),
-        "zoo/big/spread.safetensors": (folder / "spread.safetensors").read_bytes(),
-        "zoo/sharded/model.safetensors.index.json": json.dumps(
-            {"weight_map": {"stem.bn.weight": "part.safetensors"}}
-        ).encode(),
-        "zoo/sharded/part.safetensors": healthy,
-        "zoo/README.md": b"# models\n",
-        "zoo/.cache/old.pt": (SAMPLES / "bn001_non_finite.pt").read_bytes(),
-        "docs/notes.txt": b"nothing here\n",
-    }
-
-
-def _checkpoints(result: object) -> dict[str, dict]:
-    assert result.exit_code in (0, 1), result.stderr  # type: ignore[attr-defined]
-    report = json.loads(result.stdout)  # type: ignore[attr-defined]
-    return {entry["path"]: entry for entry in report["checkpoints"]}
-
-
-def test_a_folder_is_searched_like_a_local_one(s3: dict[str, str], cli: Cli) -> None:
-    found = _checkpoints(cli("inspect", f"s3://{BUCKET}/zoo/", "--format", "json"))
+def test_a_folder_is_searched_like_a_local_one(store: Store, run_bnstat: Run) -> None:
+    scheme, env = store
+    found = entries(run_bnstat(env, "inspect", f"{scheme}://{ROOT}/zoo/", "--format", "json"))
+    zoo = f"{scheme}://{ROOT}/zoo"
     assert sorted(found) == [
-        f"s3://{BUCKET}/zoo/big/spread.safetensors",
-        f"s3://{BUCKET}/zoo/deep/dead.pt",
-        f"s3://{BUCKET}/zoo/healthy.pt",
-        f"s3://{BUCKET}/zoo/sharded/model.safetensors.index.json",
+        f"{zoo}/big/spread.safetensors",
+        f"{zoo}/deep/dead.pt",
+        f"{zoo}/healthy.pt",
+        f"{zoo}/sharded/model.safetensors.index.json",
     ]
-    local = _checkpoints(cli("inspect", SAMPLES / "healthy.pt", "--format", "json"))
-    assert found[f"s3://{BUCKET}/zoo/healthy.pt"]["layers"] == next(iter(local.values()))["layers"]
-    assert [f["rule"] for f in found[f"s3://{BUCKET}/zoo/deep/dead.pt"]["findings"]] == ["BN004"]
+    local = entries(run_bnstat({}, "inspect", SAMPLES / "healthy.pt", SAMPLES /
+                                    "healthy.safetensors", "--format", "json"))  # fmt: skip
+    pt, safetensors = (entry["layers"] for _, entry in sorted(local.items()))
+    assert found[f"{zoo}/healthy.pt"]["layers"] == pt
+    assert found[f"{zoo}/sharded/model.safetensors.index.json"]["layers"] == safetensors
+    assert [f["rule"] for f in found[f"{zoo}/deep/dead.pt"]["findings"]] == ["BN004"]
 
 
-def test_a_glob_takes_what_it_matches(s3: dict[str, str], cli: Cli) -> None:
-    found = _checkpoints(cli("check", f"s3://{BUCKET}/zoo/**/*.pt", "--format", "json"))
-    assert sorted(found) == [f"s3://{BUCKET}/zoo/deep/dead.pt", f"s3://{BUCKET}/zoo/healthy.pt"]
+def test_a_glob_takes_what_it_matches(store: Store, run_bnstat: Run) -> None:
+    scheme, env = store
+    found = entries(run_bnstat(env, "check", f"{scheme}://{ROOT}/zoo/**/*.pt", "--format", "json"))
+    assert sorted(found) == [
+        f"{scheme}://{ROOT}/zoo/deep/dead.pt",
+        f"{scheme}://{ROOT}/zoo/healthy.pt",
+    ]
 
 
-def test_an_object_is_read_by_ranges(s3: dict[str, str], cli: Cli) -> None:
-    url = f"s3://{BUCKET}/zoo/big/spread.safetensors"
-    entry = _checkpoints(cli("inspect", url, "--format", "json"))[url]
-    assert len(entry["layers"]) == 4
+def test_an_object_is_read_by_ranges(store: Store, run_bnstat: Run, tmp_path: Path) -> None:
+    scheme, env = store
+    url = f"{scheme}://{ROOT}/zoo/big/spread.safetensors"
+    entry = entries(run_bnstat(env, "inspect", url, "--format", "json"))[url]
+    (tmp_path / "spread.safetensors").write_bytes(spread(tmp_path))
+    local = entries(run_bnstat({}, "inspect", tmp_path / "spread.safetensors", "--format", "json"))
+    assert entry["layers"] == next(iter(local.values()))["layers"]
     assert entry["requests"] <= 4 + 8
     assert entry["fetched_bytes"] < entry["file_size"] / 10
 
 
 @pytest.mark.parametrize(
-    ("argument", "message"),
+    ("where", "message"),
     [
-        (f"s3://{BUCKET}/docs/", f"no checkpoints found at s3://{BUCKET}/docs/ (1 other file)"),
-        (f"s3://{BUCKET}/zoo/*.onnx", f"no checkpoints found at s3://{BUCKET}/zoo/*.onnx"),
-        (f"s3://{BUCKET}/zoo/missing.pt", f"s3://{BUCKET}/zoo/missing.pt: not found"),
+        ("docs/", "no checkpoints found at {root}/docs/ (1 other file)"),
+        ("zoo/*.onnx", "no checkpoints found at {root}/zoo/*.onnx"),
+        ("zoo/missing.pt", "{root}/zoo/missing.pt: not found"),
     ],
 )
-def test_nothing_there_is_one_line(
-    s3: dict[str, str], cli: Cli, argument: str, message: str
-) -> None:
-    result = cli("check", argument, "--format", "json")
-    assert result.exit_code == 2  # type: ignore[attr-defined]
-    stderr = result.stderr.splitlines()  # type: ignore[attr-defined]
-    errors = [line for line in stderr if line.startswith("bnstat: error")]
-    assert len(errors) == 1 and message in errors[0]
+def test_nothing_there_is_one_line(store: Store, run_bnstat: Run, where: str, message: str) -> None:
+    scheme, env = store
+    result = run_bnstat(env, "check", f"{scheme}://{ROOT}/{where}", "--format", "json")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bnstat: error")]
+    assert len(errors) == 1 and message.format(root=f"{scheme}://{ROOT}") in errors[0]
 
 
-def test_without_credentials_the_sources_are_named(s3: dict[str, str], tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= {"AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"], "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-            "AWS_CONFIG_FILE": str(tmp_path / "none")}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-m", "bnstat", "check", f"s3://{BUCKET}/zoo/healthy.pt"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+WRONG_KEY = base64.b64encode(bytes(64)).decode()
+REFUSED = {  # the store's environment made one it refuses, and the line naming the sources
+    "s3": (lambda env: {"AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"]},
+           "access denied: bnstat uses AWS credentials from AWS_ACCESS_KEY_ID, "
+           "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials (none of them is set)"),
+    "az": (lambda env: {key: value.replace(AZURITE_KEY, WRONG_KEY) for key, value in env.items()},
+           "access denied (HTTP 403): bnstat uses Azure credentials from "
+           "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or "
+           "`az login` (AZURE_STORAGE_CONNECTION_STRING set)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("store", ["s3", pytest.param("az", marks=pytest.mark.slow)], indirect=True)
+def test_refused_credentials_name_their_sources(store: Store, run_bnstat: Run) -> None:
+    """(gcp-storage-emulator checks no credentials; the hub's refusals are in test_hub.)"""
+    scheme, env = store
+    refused, message = REFUSED[scheme]
+    result = run_bnstat(refused(env), "check", f"{scheme}://{ROOT}/zoo/healthy.pt")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"bnstat: error: s3://{BUCKET}/zoo/healthy.pt: access denied: bnstat uses AWS "
-        "credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE or "
-        "~/.aws/credentials (none of them is set)"
+        f"bnstat: error: {scheme}://{ROOT}/zoo/healthy.pt: {message}"
     ]
+    assert WRONG_KEY not in result.stdout + result.stderr
