@@ -35,7 +35,7 @@ from bnstat.execution.schedule import Plan, replan
 from bnstat.wording import counted
 
 DISK_MARGIN = 0.9  # of the free space, the most a plan fills
-RESERVE_FACTOR = 3  # a batch's working set, kept free of cached values: segment, read-ahead
+RESERVE_FACTOR = 1  # a batch's working set (a segment's inputs and outputs), kept free
 GB = 2**30
 
 
@@ -232,11 +232,11 @@ def _relieve(values: dict[int, _Value], level: int, capacity: int, stages: int, 
         if not movable:
             return  # pinned values stay where they are made
         chosen = min(movable, key=lambda v: _per_byte(v, move) / (v.last - v.first + 1))
+        amount = min(chosen.placed[level], overflow)
         cost = chosen.recompute_cost()
-        if cost is not None and cost < chosen.size * move(chosen):
+        if cost is not None and cost < amount * move(chosen):  # cheaper than moving enough
             _recompute(values, chosen)
             continue
-        amount = min(chosen.placed[level], overflow)
         chosen.placed[level] -= amount
         chosen.placed[level + 1] += amount
 
@@ -253,16 +253,21 @@ def _recompute(values: dict[int, _Value], value: _Value) -> None:
     until its last reader."""
     value.recompute = True
     value.placed = [0.0] * len(value.placed)
-    _outlive(values, value.sources, value.last)
+    _outlive(values, value.sources, value.last, value.reads)
 
 
-def _outlive(values: dict[int, _Value], sources: tuple[int, ...], stage: int) -> None:
+def _outlive(
+    values: dict[int, _Value], sources: tuple[int, ...], stage: int, reads: int
+) -> None:
+    """What a recomputed value is remade from stays until `stage`, and is read by its
+    `reads` readers as well."""
     for number in sources:
         source = values[number]
         if source.recompute:  # itself remade, from what it is made of
-            _outlive(values, source.sources, stage)
+            _outlive(values, source.sources, stage, reads)
         else:
             source.last = max(source.last, stage)
+            source.reads += reads
 
 
 def _fit_disk(values: dict[int, _Value], disk: int, room: int, stages: int) -> None:
