@@ -256,9 +256,7 @@ def _recompute(values: dict[int, _Value], value: _Value) -> None:
     _outlive(values, value.sources, value.last, value.reads)
 
 
-def _outlive(
-    values: dict[int, _Value], sources: tuple[int, ...], stage: int, reads: int
-) -> None:
+def _outlive(values: dict[int, _Value], sources: tuple[int, ...], stage: int, reads: int) -> None:
     """What a recomputed value is remade from stays until `stage`, and is read by its
     `reads` readers as well."""
     for number in sources:
