@@ -6,7 +6,10 @@ Every value is first shifted by a per-channel constant (the first batch's mean),
 precision follows the spread of the values and not their size. Each batch then gives the
 per-channel sum and sum of squares of its shifted values, from two plain reductions in the
 input's precision (cascade summation: relative errors near 1e-7), which are queued and
-added into float64 sums every `FLUSH_EVERY` batches. Plain sums over the batch and
+added into float64 sums every `FLUSH_EVERY` batches. On the CPU the shifted values are
+made a few samples at a time in one reused buffer that stays in the cache: a whole
+shifted copy of a large activation is a fresh allocation the size of the activation,
+and writing then re-reading it from memory costs several times the two sums. Plain sums over the batch and
 spatial dimensions run several times faster on the CPU than a fused mean-and-variance
 kernel over the same strided dimensions, and this runs on every BatchNorm input of every
 batch. The queue is one preallocated tensor written in place: hundreds of small tensors
@@ -28,6 +31,7 @@ from bnstat.errors import DataError, ModelError
 from bnstat.execution import distributed
 
 FLUSH_EVERY = 256
+CPU_CHUNK_VALUES = 1 << 21  # shifted values made at once on the CPU: 8 MB of float32
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,32 @@ class ChannelMoments:
             first = wide.detach().to(torch.float64).mean(dim=dims).to(wide.dtype)
             self.shift = first.to(self._home, torch.float64)
             self._shift_like_input = first.view([1, self.channels] + [1] * (values.dim() - 2))
-        centred = wide - self._shift_like_input.to(wide.dtype)  # a new tensor: ours to change
-        row = self._queue_row(centred)
-        torch.sum(centred, dim=dims, out=row[0])
-        torch.sum(centred.mul_(centred), dim=dims, out=row[1])
+        self._add_shifted_sums(wide, self._shift_like_input.to(wide.dtype), dims)
         self._queued += 1
         self._queued_values += values.numel() // self.channels
         if self._queued >= FLUSH_EVERY:
             self._flush()
+
+    def _add_shifted_sums(self, wide: torch.Tensor, shift: torch.Tensor, dims: list[int]) -> None:
+        """Write the sum and sum of squares of `wide - shift` into the next queue row."""
+        row = self._queue_row(wide)
+        per_sample = max(1, wide[:1].numel())
+        rows = len(wide) if wide.device.type != "cpu" else max(1, CPU_CHUNK_VALUES // per_sample)
+        if rows >= len(wide):  # one chunk: the shifted copy is ours to square in place
+            centred = wide - shift
+            torch.sum(centred, dim=dims, out=row[0])
+            torch.sum(centred.mul_(centred), dim=dims, out=row[1])
+            return
+        starts = range(0, len(wide), rows)
+        parts = wide.new_empty(len(starts), 2, self.channels)
+        buffer = torch.empty_like(wide[:rows])
+        for part, start in zip(parts, starts, strict=True):
+            chunk = wide[start : start + rows]
+            centred = buffer[: len(chunk)]
+            torch.sub(chunk, shift, out=centred)
+            torch.sum(centred, dim=dims, out=part[0])
+            torch.sum(centred.mul_(centred), dim=dims, out=part[1])
+        torch.sum(parts, dim=0, out=row)
 
     def _queue_row(self, like: torch.Tensor) -> torch.Tensor:
         """The next free row of the queue, which takes `like`'s dtype and device."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bnstat.errors import DataError, ModelError
-from bnstat.execution.moments import FLUSH_EVERY, ChannelMoments, Moments
+from bnstat.execution.moments import CPU_CHUNK_VALUES, FLUSH_EVERY, ChannelMoments, Moments
 
 CPU = torch.device("cpu")
 
@@ -32,6 +32,23 @@ def test_moments_match_torch_whatever_the_batching(shape, sizes):
     torch.testing.assert_close(got.mean, mean, rtol=0, atol=3e-6)
     torch.testing.assert_close(got.var, var, rtol=1e-6, atol=0)
     assert got.count == full.numel() // shape[1]
+
+
+@pytest.mark.parametrize("samples_per_chunk", [1, 3])
+def test_large_activations_summed_a_few_samples_at_a_time_are_exact(samples_per_chunk):
+    """Samples bigger than a chunk are shifted in a reused buffer; a last partial chunk too."""
+    per_sample = CPU_CHUNK_VALUES // samples_per_chunk + 1  # one sample short of a full chunk
+    channels = 4
+    generator = torch.Generator().manual_seed(2)
+    batch = torch.randn(7, channels, per_sample // channels + 1, generator=generator) * 2 - 5
+    moments = ChannelMoments(channels, CPU)
+    moments.update(batch[:5])
+    moments.update(batch[5:].transpose(1, 2).contiguous().transpose(1, 2))  # strided input
+    mean, var = _reference([batch])
+    got = moments.compute()
+    torch.testing.assert_close(got.mean, mean, rtol=0, atol=2e-6)
+    torch.testing.assert_close(got.var, var, rtol=1e-6, atol=0)
+    assert got.count == batch.numel() // channels
 
 
 def test_many_single_sample_batches_cross_the_flush():
