@@ -8,6 +8,8 @@ errors into exit codes.
 
 from __future__ import annotations
 
+import os
+
 # commands are listed in --help in the order they are registered
 # isort: off
 from bnstat.cli import inspect_commands, rules_command, recalibrate_command, diff_command
@@ -27,4 +29,9 @@ __all__ = [
 
 def main() -> None:
     """Console-script entry point."""
+    # torch's CPU allocator puts tensors of 2 MB and more on transparent huge pages when
+    # this is set before its first allocation: a recalibration's activations are hundreds
+    # of MB each, and on 4 KB pages their page faults and TLB misses cost a forward pass
+    # up to a third more while the cache holds gigabytes (the README's scale benchmark).
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     app()
