@@ -6,13 +6,13 @@ Every value is first shifted by a per-channel constant (the first batch's mean),
 precision follows the spread of the values and not their size. Each batch then gives the
 per-channel sum and sum of squares of its shifted values, from two plain reductions in the
 input's precision (cascade summation: relative errors near 1e-7), which are queued and
-added into float64 sums every `FLUSH_EVERY` batches. On the CPU the shifted values are
-made a few samples at a time in one reused buffer that stays in the cache: a whole
-shifted copy of a large activation is a fresh allocation the size of the activation,
-and writing then re-reading it from memory costs several times the two sums. Plain sums over the batch and
+added into float64 sums every `FLUSH_EVERY` batches. Plain sums over the batch and
 spatial dimensions run several times faster on the CPU than a fused mean-and-variance
 kernel over the same strided dimensions, and this runs on every BatchNorm input of every
-batch. The queue is one preallocated tensor written in place: hundreds of small tensors
+batch. On the CPU the shifted values are made a few samples at a time in one reused
+buffer that stays in the processor's cache: a whole shifted copy of a large activation
+is a fresh allocation its size, and writing it out and reading it back costs several
+times the two sums. The queue is one preallocated tensor written in place: hundreds of small tensors
 kept alive between a pass's large, short-lived activations would pin the allocator's
 heap (glibc cannot give back memory below a live block), and the process's memory
 would grow with every batch until the next flush.

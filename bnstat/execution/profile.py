@@ -4,9 +4,11 @@ The plan of the activation cache (`planning`) needs, per sample: the bytes of ev
 kept between segments, and the time of every segment on the device in use. Both come
 from running the segments in order on the first batch (the statistics in the model do
 not change): the shapes are the real ones, whatever graph the runtime captured, and the
-time is this machine's. The batch's values are dropped as the plan releases them, so
-this costs one batch through the model (and two samples before it, to warm up) and holds
-no more than a segment of one.
+time is this machine's. Both are per sample, so a quarter of the batch (at least
+`TIMED` samples) is enough: per-sample costs at that size are a whole batch's on a CPU,
+and an accelerator gets a share that still fills it. The values are dropped as the plan
+releases them, so this costs a quarter of a batch through the model (and two samples
+before it, to warm up) and holds no more than a segment of one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from bnstat.execution.batches import Batch, batch_size, described, head, nbytes
 from bnstat.execution.loop import model_call
 from bnstat.execution.model import ModelRunner
 from bnstat.execution.schedule import Plan
+
+TIMED = 8  # samples timed at least (the whole batch where it is smaller)
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,14 @@ class Profile:
 
 
 def profile(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
-    """Run the plan's segments on `batch` (see the module docstring), after a run on two of
-    its samples that pays for what a first call costs (building kernels, allocating)."""
+    """Run the plan's segments on part of `batch` (see the module docstring), after a run on
+    two of its samples that pays for what a first call costs (building kernels,
+    allocating). A runtime that takes one batch size only gets the whole batch."""
     size = batch_size(batch)
-    if size > 2 and runner.takes.exact_batch is None:
-        _run(runner, plan, head(batch, 2))
-    return _run(runner, plan, batch)
+    if size <= 2 or runner.takes.exact_batch is not None:
+        return _run(runner, plan, batch)
+    _run(runner, plan, head(batch, 2))
+    return _run(runner, plan, head(batch, max(min(size, TIMED), size // 4)))
 
 
 def _run(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
