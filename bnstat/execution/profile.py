@@ -6,16 +6,17 @@ from running the segments in order on the first batch (the statistics in the mod
 not change): the shapes are the real ones, whatever graph the runtime captured, and the
 time is this machine's. Both are per sample, so a quarter of the batch (at least
 `TIMED` samples) is enough: per-sample costs at that size are a whole batch's on a CPU,
-and an accelerator gets a share that still fills it. The values are dropped as the plan
-releases them, so this costs a quarter of a batch through the model (and two samples
-before it, to warm up) and holds no more than a segment of one.
+and an accelerator gets a share that still fills it. It runs twice, and each segment
+counts its faster run: a single run's times strayed by up to 2x between identical runs.
+The values are dropped as the plan releases them, so this costs half a batch through
+the model and holds no more than a segment of one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bnstat.execution.batches import Batch, batch_size, described, head, nbytes
@@ -42,14 +43,17 @@ class Profile:
 
 
 def profile(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
-    """Run the plan's segments on part of `batch` (see the module docstring), after a run on
-    two of its samples that pays for what a first call costs (building kernels,
-    allocating). A runtime that takes one batch size only gets the whole batch."""
+    """Run the plan's segments twice on part of `batch` (see the module docstring); each
+    segment's time is the faster of its two runs, so what a first call costs (building
+    kernels, first touching memory) does not count. A runtime that takes one batch size
+    only runs the whole batch, once."""
     size = batch_size(batch)
     if size <= 2 or runner.takes.exact_batch is not None:
         return _run(runner, plan, batch)
-    _run(runner, plan, head(batch, 2))
-    return _run(runner, plan, head(batch, max(min(size, TIMED), size // 4)))
+    part = head(batch, max(min(size, TIMED), size // 4))
+    first, second = _run(runner, plan, part), _run(runner, plan, part)
+    fastest = tuple(map(min, first.segment_seconds, second.segment_seconds))
+    return replace(second, segment_seconds=fastest)
 
 
 def _run(runner: ModelRunner, plan: Plan, batch: Batch) -> Profile:
