@@ -11,10 +11,11 @@ defaults (the memory budget follows the machine), then with `--no-verify`.
 
 Each command runs once per size (the photos are in the page cache from being written):
 at 4096 photos one run of each takes about half an hour on 2 cores. The table gives wall
-time and its ratio to the baseline, peak RSS (`os.wait4`: the process and its decoding
-workers), what bnstat's report says the cache wrote to disk and read back and how many
-values it recomputed, the lower bound its plan gave before the first pass, and the
-eval-mode mismatch the verification found.
+time and its ratio to the baseline, peak RSS (`os.wait4`: the largest of the process and
+its decoding workers) beside the memory budget bnstat's report states, what the report
+says the cache wrote to disk and read back and how many values it recomputed, the lower
+bound its plan gave before the first pass, and the eval-mode mismatch the verification
+found.
 """
 
 from __future__ import annotations
@@ -92,13 +93,18 @@ def scale(folder: Path, counts: list[int]) -> list[ScaleRun]:
     return results
 
 
+COLUMNS = (
+    "photos", "run", "wall s", "vs script", "peak RSS GB", "budget GB", "written GB", "read GB",
+    "recomputed", "plan: at least s", "sweep s", "verify s", "mismatch",
+)  # fmt: skip
+
+
 def _gigabytes(size: float) -> str:
     return f"{size / 2**30:.1f}"
 
 
 def table(results: list[ScaleRun]) -> list[list[str]]:
-    header = ["photos", "run", "wall s", "vs script", "peak RSS GB", "written GB", "read GB"]
-    rows = [[*header, "recomputed", "plan: at least s", "sweep s", "verify s", "mismatch"]]
+    rows = [list(COLUMNS)]
     for result in results:
         script = next(r for r in results if r.photos == result.photos and r.report is None)
         rows.append(_row(result, script.run.wall_s))
@@ -108,7 +114,7 @@ def table(results: list[ScaleRun]) -> list[list[str]]:
 def _row(result: ScaleRun, script: float) -> list[str]:
     run, report = result.run, result.report or {}
     if run.returncode != 0:
-        return [str(result.photos), result.label, "failed", *["-"] * 9]
+        return [str(result.photos), result.label, "failed", *["-"] * (len(COLUMNS) - 3)]
     cache, plan = report.get("cache") or {}, report.get("plan") or {}
     passes = report.get("passes", [])
     verify = [p["seconds"] for p in passes if p["label"] == "verify"]
@@ -120,6 +126,7 @@ def _row(result: ScaleRun, script: float) -> list[str]:
         f"{run.wall_s:.0f}",
         f"{run.wall_s / script:.2f}x",
         _gigabytes(run.peak_rss_bytes),
+        _gigabytes(plan["budget_bytes"]) if plan else "-",
         _gigabytes(cache["spilled_bytes"]) if cache else "-",
         _gigabytes(cache["read_bytes"]) if cache else "-",
         str(plan["recomputed"]) if plan else "-",

@@ -226,8 +226,10 @@ class ActivationCache:
         """Every value put so far is on disk or in memory: later segments may read it."""
         self._spills.flush()
 
-    def release(self, values: tuple[int, ...], batches: int) -> None:
-        """Forget `values` for every batch, and delete their files."""
+    def release(self, values: tuple[int, ...], batches: int) -> int:
+        """Forget `values` for every batch, and delete their files; the bytes of memory
+        that this frees."""
+        held = self._in_memory
         for value in values:
             for batch in range(batches):
                 item = self._items.pop((value, batch), None)
@@ -236,6 +238,7 @@ class ActivationCache:
                 elif item is not None:
                     self._in_memory -= nbytes(item)
             self._spills.forget(value)
+        return held - self._in_memory
 
     def close(self) -> None:
         self._items.clear()

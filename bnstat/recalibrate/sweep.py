@@ -34,6 +34,8 @@ from bnstat.execution.schedule import Plan, SegmentSpec
 from bnstat.recalibrate.verification import Witness
 from bnstat.report.recalibration import CacheUse, PassRecord
 
+TRIM_AFTER = 64 * 2**20  # cached bytes a segment frees before the heap is handed back
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -82,9 +84,10 @@ class _Segments:
 
     def end(self, batches: int) -> None:
         self.cache.flush()
-        self.cache.release(self.plan.release.get(self.spec.index, ()), len(self.sizes))
+        freed = self.cache.release(self.plan.release.get(self.spec.index, ()), len(self.sizes))
         self.sums.set_statistics(self.store, batches)
-        release_freed_memory()
+        if freed >= TRIM_AFTER:  # handing back a few pages costs more than it saves
+            release_freed_memory()
 
 
 def segmented(
