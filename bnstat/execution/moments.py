@@ -12,10 +12,10 @@ kernel over the same strided dimensions, and this runs on every BatchNorm input 
 batch. On the CPU the shifted values are made a few samples at a time in one reused
 buffer that stays in the processor's cache: a whole shifted copy of a large activation
 is a fresh allocation its size, and writing it out and reading it back costs several
-times the two sums. The queue is one preallocated tensor written in place: hundreds of small tensors
-kept alive between a pass's large, short-lived activations would pin the allocator's
-heap (glibc cannot give back memory below a live block), and the process's memory
-would grow with every batch until the next flush.
+times the two sums. The queue is one preallocated tensor written in place: hundreds of
+small tensors kept alive between a pass's large, short-lived activations would pin the
+allocator's heap (glibc cannot give back memory below a live block), and the process's
+memory would grow with every batch until the next flush.
 
 The three sums are additive, so a distributed run all-reduces them in `synchronize`, the
 one place that knows about other processes.
