@@ -104,6 +104,10 @@ def test_the_process_stays_within_the_budget_when_the_cache_needs_far_more(tmp_p
     assert code == 0, run.stderr
     done = json.loads(report.read_text())
     model_bytes = sum(v.numel() * v.element_size() for v in model.state_dict().values())
-    assert done["plan"]["written_bytes"] > 1e9 and done["cache"]["spilled_bytes"] > 1e9
-    print(f"peak RSS {peak / 2**20:.0f} MB", done["plan"], done["cache"])
+    plan = done["plan"]
+    print(f"peak RSS {peak / 2**20:.0f} MB", plan, done["cache"])
+    # what did not fit went to disk or is remade; which, the measured speeds decide
+    assert plan["memory_bytes"] <= plan["budget_bytes"]
+    assert plan["written_bytes"] > 0 or plan["recomputed"] > 0
+    assert done["cache"]["spilled_bytes"] == pytest.approx(plan["written_bytes"], rel=0.01)
     assert peak <= 64 * 2**20 + model_bytes + 2**30, f"peak RSS {peak / 2**20:.0f} MB"
