@@ -53,8 +53,9 @@ def recalibrate(
     a tensor, a tuple or list whose first element is the input (`(images, labels)`), a
     mapping read at `input_key`, or anything `call_fn(model, batch)` runs (it gets the
     unwrapped model; the tensors it passes to the model are moved to `device`).
-    `max_samples` stops after that many samples. `verify` runs one more pass to measure
-    how far the new statistics are from eval-mode consistency (`report.consistency`).
+    `max_samples` stops after that many samples. `verify` measures how far the new
+    statistics are from eval-mode consistency (`report.consistency`) by running the whole
+    model again on one batch in 16 (at least one), kept from the first pass.
 
     The model keeps its device (`device=None` runs it where it is; another device is
     used for the call only), dtype, train/eval flags and parameters; wrappers
