@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bnstat.wording import megabytes
+
 TEMPORARY_SUFFIX = ".bnstat-tmp"
 SPILL_PREFIX = "bnstat-cache-"
 FRESH_PREFIX = ".bnstat-new-"  # not yet locked: no scan looks at it
@@ -94,7 +96,7 @@ def removal_notes(removed: list[Leftover]) -> tuple[str, ...]:
     """The report's line on what was removed, if anything was."""
     if not removed:
         return ()
-    listed = ", ".join(f"{item.path} ({item.size / 2**20:.1f} MB)" for item in removed)
+    listed = ", ".join(f"{item.path} ({megabytes(item.size)})" for item in removed)
     return (f"removed what killed runs had left: {listed}",)
 
 

@@ -32,7 +32,7 @@ from bnstat.errors import NamesArguments
 from bnstat.execution.profile import Profile
 from bnstat.execution.resources import Budget, Device, Disk
 from bnstat.execution.schedule import Plan, replan
-from bnstat.wording import counted
+from bnstat.wording import counted, megabytes
 
 DISK_MARGIN = 0.9  # of the free space, the most a plan fills
 RESERVE_FACTOR = 1  # a batch's working set (a segment's inputs and outputs), kept free
@@ -100,7 +100,7 @@ class CachePlan:
 
 
 def _size(count: float) -> str:
-    return f"{count / GB:.1f} GB" if count >= GB else f"{count / 2**20:.1f} MB"
+    return f"{count / GB:.1f} GB" if count >= GB else megabytes(count)
 
 
 class BudgetError(NamesArguments):

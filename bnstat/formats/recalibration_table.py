@@ -10,6 +10,7 @@ from bnstat.formats.display import Display
 from bnstat.formats.table import string_console, text_of
 from bnstat.formats.text import number, skipped_line
 from bnstat.report.recalibration import CacheUse, LayerChange, RecalibrationReport
+from bnstat.wording import megabytes
 
 
 def _ratio_range(layer: LayerChange) -> str:
@@ -93,7 +94,3 @@ def _cache_line(cache: CacheUse) -> str:
     else:
         disk = "nothing written to disk"
     return f"activation cache: largest {megabytes(cache.peak_bytes)} held, {disk}"
-
-
-def megabytes(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
