@@ -298,7 +298,9 @@ def _summary(
     every = list(values.values())
     written = sum(v.placed[disk] for v in every)
     read = sum(v.placed[disk] * v.reads for v in every)
-    transfer = written / resources.disk.write_speed + read / resources.disk.read_speed
+    transfer = 0.0
+    if written:  # the disk's speeds are measured only for a plan that uses it
+        transfer = written / resources.disk.write_speed + read / resources.disk.read_speed
     if device is not None:
         off_device = sum(sum(v.placed[1:]) * (1 + v.reads) for v in every)
         transfer += off_device / device.copy_speed

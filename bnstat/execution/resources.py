@@ -5,9 +5,9 @@ The activation cache of an exact sweep is planned against these before the first
 (`planning`): a memory budget (the user's `cache_mb`, else half of the memory available
 when the run starts, which the report states), the free space of the folder that spills
 go to (the standard temporary folder, `TMPDIR`), how fast that folder writes and reads
-back, measured once per process on a small file, and on a CUDA device half of its free
-memory with the speed of a copy to the host and back. The numbers are estimates for a
-plan; nothing here holds memory or disk.
+back (measured once per process on a small file, and only where a plan needs to know),
+and on a CUDA device half of its free memory with the speed of a copy to the host and
+back. The numbers are estimates for a plan; nothing here holds memory or disk.
 """
 
 from __future__ import annotations
@@ -30,12 +30,24 @@ PROBE_BYTES = 64 * 2**20  # written and read back to measure the temporary folde
 
 @dataclass(frozen=True)
 class Disk:
-    """A folder for spilled values: where, how much room, and its speeds in bytes/s."""
+    """A folder for spilled values: where, how much room, and its speeds in bytes/s,
+    given (`known_speeds`: writing, reading back) or measured when first asked for: a
+    plan that keeps everything in memory never asks, and never writes the probe file."""
 
     folder: Path
     free: int
-    write_speed: float
-    read_speed: float
+    known_speeds: tuple[float, float] | None = None
+
+    @property
+    def write_speed(self) -> float:
+        return self._speeds()[0]
+
+    @property
+    def read_speed(self) -> float:
+        return self._speeds()[1]
+
+    def _speeds(self) -> tuple[float, float]:
+        return self.known_speeds or _speeds(str(self.folder))
 
 
 @dataclass(frozen=True)
@@ -85,10 +97,10 @@ def temporary_folder() -> Path:
 
 
 def disk(folder: Path | None = None) -> Disk:
-    """The temporary folder's free space and speeds (the speeds measured once a process)."""
+    """The temporary folder and its free space; its speeds are measured once a process,
+    if a plan asks for them."""
     where = folder or temporary_folder()
-    write, read = _speeds(str(where))
-    return Disk(where, shutil.disk_usage(where).free, write, read)
+    return Disk(where, shutil.disk_usage(where).free)
 
 
 @cache

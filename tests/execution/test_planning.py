@@ -13,7 +13,8 @@ from sweep_models import images, small_resnet, with_reset_statistics
 
 from bnstat.execution.planning import BudgetError, Resources, plan_cache
 from bnstat.execution.profile import Profile
-from bnstat.execution.resources import Budget, Device, Disk
+from bnstat.execution.resources import Budget, Device, Disk, disk
+from bnstat.execution.resources import _speeds as measured_speeds
 from bnstat.execution.runtimes.eager.runtime import eager_model
 from bnstat.execution.schedule import Op, plan
 from bnstat.recalibrate.estimator import estimate
@@ -48,7 +49,7 @@ def profile_of(every_value: float, segment: float) -> Profile:
 
 
 def resources(memory: float, disk_free: float, speed: float = 1e9) -> Resources:
-    return Resources(Budget(int(memory)), Disk(Path("/scratch"), int(disk_free), speed, speed))
+    return Resources(Budget(int(memory)), Disk(Path("/scratch"), int(disk_free), (speed, speed)))
 
 
 def test_what_fits_in_memory_stays_there():
@@ -58,6 +59,18 @@ def test_what_fits_in_memory_stays_there():
     assert 0 < result.peak_memory <= 10_000 * MB
     assert result.lower_bound == pytest.approx(result.compute_seconds)
     assert result.compute_seconds > 0
+
+
+def test_the_disk_is_measured_only_by_a_plan_that_uses_it(tmp_path):
+    base = plan(blocks())
+    measured_speeds.cache_clear()
+    fits = Resources(Budget(10_000 * MB), disk(tmp_path))
+    plan_cache(base, profile_of(MB, 1e-3), 100, 10, fits)
+    assert measured_speeds.cache_info().misses == 0
+    spills = Resources(Budget(MB), disk(tmp_path))
+    assert plan_cache(base, profile_of(MB, 1e-3), 100, 10, spills).written > 0
+    assert measured_speeds.cache_info().misses == 1
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
 
 
 def test_a_small_budget_on_a_fast_disk_spills_what_does_not_fit():
@@ -75,7 +88,7 @@ def test_on_an_accelerator_with_a_slow_disk_recomputing_is_cheaper():
     base = plan(blocks())
     fast_device = Resources(
         Budget(int(50 * MB)),
-        Disk(Path("/scratch"), 10**12, 5e6, 5e6),  # a slow disk
+        Disk(Path("/scratch"), 10**12, (5e6, 5e6)),  # a slow disk
         Device("cuda:0", int(60 * MB), 1e10),
     )
     result = plan_cache(base, profile_of(MB, 1e-5), 100, 10, fast_device)
@@ -106,9 +119,9 @@ def test_every_placement_gives_the_statistics_of_an_in_memory_run(tmp_path, kind
     chosen = copy.deepcopy(reference)
     sweep_with(reference, None)
     small = Budget(64 * 1024)
-    slow_disk = Disk(tmp_path, 10**12, 1e3, 1e3)  # so slow that recomputing always wins
+    slow_disk = Disk(tmp_path, 10**12, (1e3, 1e3))  # so slow that recomputing always wins
     found = {
-        "spill": Resources(small, Disk(tmp_path, 10**12, 1e12, 1e12)),
+        "spill": Resources(small, Disk(tmp_path, 10**12, (1e12, 1e12))),
         "recompute": Resources(small, slow_disk),
         "device": Resources(small, slow_disk, Device("simulated", 128 * 1024, 1e12)),
     }[kind]
@@ -128,7 +141,7 @@ def test_every_placement_gives_the_statistics_of_an_in_memory_run(tmp_path, kind
 def test_a_sweep_that_cannot_fit_is_refused_before_any_statistic_changes(tmp_path):
     model = with_reset_statistics(small_resnet())
     before = copy.deepcopy(model.state_dict())
-    tiny = Resources(Budget(1024), Disk(tmp_path, 4096, 1e9, 1e9))
+    tiny = Resources(Budget(1024), Disk(tmp_path, 4096, (1e9, 1e9)))
     with pytest.raises(BudgetError, match="TMPDIR"):
         sweep_with(model, tiny)
     for name, value in model.state_dict().items():
