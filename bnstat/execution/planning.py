@@ -27,12 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bnstat.errors import NamesArguments
 from bnstat.execution.profile import Profile
-from bnstat.execution.resources import Budget, Device, Disk
+from bnstat.execution.resources import Budget, Device, Disk, accelerator, disk
 from bnstat.execution.schedule import Plan, replan
 from bnstat.wording import counted, megabytes
+
+if TYPE_CHECKING:
+    import torch
 
 DISK_MARGIN = 0.9  # of the free space, the most a plan fills
 RESERVE_FACTOR = 1  # a batch's working set (a segment's inputs and outputs), kept free
@@ -44,6 +48,11 @@ class Resources:
     memory: Budget
     disk: Disk
     device: Device | None = None
+
+    @classmethod
+    def here(cls, memory: Budget, device: torch.device) -> Resources:
+        """This machine's: `memory`, the temporary folder, and `device` if an accelerator."""
+        return cls(memory, disk(), accelerator(device))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from bnstat.execution.loop import DataLoop, Progress, Silent
 from bnstat.execution.model import Model
 from bnstat.execution.moments import Moments
 from bnstat.execution.planning import Resources
-from bnstat.execution.resources import accelerator, disk, memory_budget
+from bnstat.execution.resources import memory_budget
 from bnstat.recalibrate.exact import ExactSweeps, current_statistics
 from bnstat.recalibrate.train_average import train_average
 from bnstat.recalibrate.verification import Witness
@@ -103,9 +103,7 @@ def estimate(
             records = [train_average(model, loop, witness)]
             strategy = "train-mode average, one pass"
         else:
-            found = resources or Resources(
-                memory_budget(cache_bytes), disk(), accelerator(runner.accumulate_on)
-            )
+            found = resources or Resources.here(memory_budget(cache_bytes), runner.accumulate_on)
             exact = ExactSweeps(model, loop, first, found, witness, segment, shown)
             records, changes, cache = exact.sweeps(sweeps)
             strategy, planned = exact.strategy, exact.plan_record

@@ -20,7 +20,7 @@ from bnstat.execution.loop import Progress
 from bnstat.execution.model import fitted_options
 from bnstat.execution.model_options import RunRequest
 from bnstat.execution.planning import Resources
-from bnstat.execution.resources import accelerator, disk, memory_budget, temporary_folder
+from bnstat.execution.resources import memory_budget, temporary_folder
 from bnstat.execution.runtimes import open_model
 from bnstat.leftovers import removal_notes, remove_stale
 from bnstat.location import Location
@@ -62,7 +62,7 @@ def recalibrate_file(request: Request, progress: Progress | None = None) -> Reca
         )  # fmt: skip
         result = estimate(
             model, data, request.method, request.sweeps, request.verify, progress,
-            resources=Resources(budget, disk(), accelerator(model.runner.accumulate_on)),
+            resources=Resources.here(budget, model.runner.accumulate_on),
         )  # fmt: skip
         writes = distributed.is_writer()
         if writes:
